@@ -1,0 +1,1 @@
+"""Qala pipeline logic."""

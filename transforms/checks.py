@@ -1,0 +1,148 @@
+"""Row checks: split a read batch into records to publish and records to quarantine.
+
+The rules come from where they are declared, once: column types, required columns and the
+primary key from the feed's contract; value rules from the expectations of its GX suite
+whose `meta.severity` is `row`. They are evaluated here as one vectorised DuckDB query, so a
+bad record is quarantined with its line and rule; the GX gate then checks the same suite on
+what is left.
+"""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+
+from transforms.contract import Contract
+from transforms.pseudonymise import hmac_sql, treated_sql
+from transforms.readers import ReadResult
+
+ROW = "row"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+def _between(column: str, kwargs: dict) -> str:
+    col = _q(column)
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    parts = []
+    if low is not None:
+        parts.append(f"{col} {'<=' if kwargs.get('strict_min') else '<'} {_literal(low)}")
+    if high is not None:
+        parts.append(f"{col} {'>=' if kwargs.get('strict_max') else '>'} {_literal(high)}")
+    return " or ".join(parts) or "false"
+
+
+# A row-severity expectation as the SQL condition that marks a record as breaking it.
+# GX ignores nulls in column-value expectations; so do these (required-ness is the contract's).
+ROW_RULES = {
+    "expect_column_values_to_be_between": _between,
+    "expect_column_values_to_be_in_set": lambda column, kw: (
+        f"{_q(column)} not in ({', '.join(_literal(v) for v in kw['value_set'])})"),
+    "expect_column_values_to_not_be_in_set": lambda column, kw: (
+        f"{_q(column)} in ({', '.join(_literal(v) for v in kw['value_set'])})"),
+    "expect_column_values_to_match_regex": lambda column, kw: (
+        f"not regexp_matches(cast({_q(column)} as varchar), {_literal(kw['regex'])})"),
+    "expect_column_values_to_not_match_regex": lambda column, kw: (
+        f"regexp_matches(cast({_q(column)} as varchar), {_literal(kw['regex'])})"),
+}
+
+
+def row_expectations(suite: dict) -> list[dict]:
+    rules = [e for e in suite["expectations"] if e.get("meta", {}).get("severity") == ROW]
+    unsupported = sorted({e["type"] for e in rules if e["type"] not in ROW_RULES})
+    if unsupported:
+        raise ValueError(
+            f"suite {suite['name']}: severity 'row' is not supported for {', '.join(unsupported)}; "
+            f"use 'block' or 'warn', or one of {sorted(ROW_RULES)}")
+    return rules
+
+
+def rule_label(expectation: dict) -> str:
+    kwargs = {k: v for k, v in expectation["kwargs"].items() if k != "column"}
+    return f"{expectation['type']}({expectation['kwargs'].get('column', '')}): {json.dumps(kwargs, ensure_ascii=False)}"
+
+
+def split(con: duckdb.DuckDBPyConnection, contract: Contract, read: ReadResult, suite: dict,
+          key: bytes) -> None:
+    """Create temp tables `clean` (typed, pseudonymised: what silver gets) and `quarantined`
+    (records that broke a rule, with `_rule` and `_reason`, their fields as text)."""
+    present = set(read.header)
+    typed, texts, violations = [], [], []
+    for column in contract.columns:
+        text = f"nullif(trim({_q(column.name)}), '')" if column.name in present else f"null::varchar"
+        texts.append(f"{text} as {_q(column.name + '$text')}")
+        cast = text if column.type == "VARCHAR" else f"try_cast({text} as {column.type})"
+        typed.append(f"{cast} as {_q(column.name)}")
+        shown = "" if column.name in contract.pii else f" || ', got ' || {_literal(chr(39))} || {_q(column.name + '$text')} || {_literal(chr(39))}"
+        if column.type != "VARCHAR":
+            violations.append(
+                f"case when {_q(column.name + '$text')} is not null and {_q(column.name)} is null "
+                f"then 'type: {column.name} must be {column.type}'{shown} end")
+        if column.required:
+            violations.append(
+                f"case when {_q(column.name + '$text')} is null then 'required: {column.name} is empty' end")
+    for expectation in row_expectations(suite):
+        column = expectation["kwargs"]["column"]
+        condition = ROW_RULES[expectation["type"]](column, expectation["kwargs"])
+        shown = "" if column in contract.pii else f" || ', got ' || cast({_q(column)} as varchar)"
+        violations.append(
+            f"case when {_q(column)} is not null and ({condition}) "
+            f"then {_literal(rule_label(expectation))}{shown} end")
+
+    key_columns = ", ".join(_q(k) for k in contract.primary_key)
+    duplicate = "[]::varchar[]"
+    if key_columns:
+        window = f"(partition by {key_columns}, len(_violations) = 0 order by _source_line)"
+        duplicate = (f"case when len(_violations) = 0 and row_number() over {window} > 1 then "
+                     f"['primary key: duplicate of line ' || first_value(_source_line) over {window}] "
+                     f"else [] end")
+    con.execute(
+        f"""
+        create or replace temp table checked as
+        with typed as (
+            select _source_line, {', '.join(texts)}, {', '.join(typed)} from raw
+        ), judged as (
+            select *, list_filter([{', '.join(violations) or 'null'}], v -> v is not null) as _violations
+            from typed
+        )
+        select * exclude (_violations), list_concat(_violations, {duplicate}) as _violations from judged
+        """
+    )
+    published = []
+    for column in contract.published_columns:
+        published.append(f"{treated_sql(column.name, _q(column.name), contract.pii.get(column.name), key)} as {_q(column.name)}")
+    con.execute(
+        f"create or replace temp table clean as select {', '.join(published)}, _source_line "
+        f"from checked where len(_violations) = 0 order by _source_line")
+
+    quarantined_text = []
+    for column in contract.published_columns:
+        text = _q(column.name + "$text")
+        if contract.pii.get(column.name) == "hash":
+            text = hmac_sql(text, key)
+        elif contract.pii.get(column.name) == "year":
+            text = f"left({text}, 4)"
+        quarantined_text.append(f"{text} as {_q(column.name)}")
+    raw_line = "null::varchar" if contract.pii else "raw_line"
+    con.execute(
+        f"""
+        create or replace temp table quarantined as
+        select _source_line, split_part(_violations[1], ': ', 1) as _rule,
+               array_to_string(_violations, '; ') as _reason, null::varchar as _raw_line,
+               {', '.join(quarantined_text)}
+        from checked where len(_violations) > 0
+        union all by name
+        select _source_line, 'format' as _rule, reason as _reason, {raw_line} as _raw_line
+        from rejected
+        order by _source_line
+        """
+    )

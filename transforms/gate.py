@@ -1,0 +1,144 @@
+"""The Great Expectations gate: every batch is validated by a checkpoint before it publishes.
+
+The suite is the feed's JSON file in expectations/, plus what its contract declares (the
+published columns, required columns not null, the primary key unique). Row-severity
+expectations must hold on the clean batch, since the row checks already quarantined the records
+that broke them; if GX disagrees, the batch is blocked rather than trusted. Results go to the
+warehouse's GX project (state/gx) and its Data Docs (reports/data_docs).
+
+great_expectations takes seconds to import: it is imported here, inside functions, and one
+context serves every batch a process loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+
+from transforms import settings
+from transforms.contract import Contract
+
+BLOCK, WARN, ROW = "block", "warn", "row"
+
+
+@dataclass
+class GateOutcome:
+    passed: bool
+    results: list[dict]
+    data_docs: str | None
+
+    @property
+    def blocking_failures(self) -> list[dict]:
+        return [r for r in self.results if not r["success"] and r["severity"] != WARN]
+
+    @property
+    def warnings(self) -> list[dict]:
+        return [r for r in self.results if not r["success"] and r["severity"] == WARN]
+
+    def summary(self, failures: list[dict]) -> str:
+        return "; ".join(f"{r['expectation']}({r['column'] or ''}) observed {r['observed']}" for r in failures)
+
+
+def contract_expectations(contract: Contract) -> list[dict]:
+    published = [c.name for c in contract.published_columns]
+    rules = [{"type": "expect_table_columns_to_match_set",
+              "kwargs": {"column_set": published, "exact_match": True}}]
+    rules += [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c.name}}
+              for c in contract.published_columns if c.required]
+    if len(contract.primary_key) == 1:
+        rules.append({"type": "expect_column_values_to_be_unique",
+                      "kwargs": {"column": contract.primary_key[0]}})
+    elif contract.primary_key:
+        rules.append({"type": "expect_compound_columns_to_be_unique",
+                      "kwargs": {"column_list": list(contract.primary_key)}})
+    for rule in rules:
+        rule["meta"] = {"severity": BLOCK, "declared_in": "contract"}
+    return rules
+
+
+@cache
+def _context(root: Path):
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no calls home from a ministry network
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="file", project_root_dir=str(settings.state_dir(root)))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    docs = settings.reports_dir(root) / "data_docs"
+    site = {
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    sites = context.get_config().data_docs_sites or {}
+    if sites != {"qala": site}:
+        for name in list(sites):
+            context.delete_data_docs_site(name)
+        context.add_data_docs_site(site_name="qala", site_config=site)
+    return context
+
+
+def validate(contract: Contract, batch: pd.DataFrame, batch_id: str, root: Path | None = None) -> GateOutcome:
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    root = root or settings.warehouse_root()
+    context = _context(root)
+    declared = contract.suite()
+    suite = context.suites.add_or_update(gx.ExpectationSuite(
+        name=contract.table,
+        expectations=declared["expectations"] + contract_expectations(contract),
+        meta=declared.get("meta", {}),
+    ))
+    try:
+        source = context.data_sources.get("qala")
+    except KeyError:
+        source = context.data_sources.add_pandas("qala")
+    try:
+        asset = source.get_asset(contract.table)
+    except LookupError:
+        asset = source.add_dataframe_asset(contract.table)
+    try:
+        batch_definition = asset.get_batch_definition("whole batch")
+    except KeyError:
+        batch_definition = asset.add_batch_definition_whole_dataframe("whole batch")
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=contract.table, data=batch_definition, suite=suite))
+    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+        name=contract.table,
+        validation_definitions=[definition],
+        actions=[UpdateDataDocsAction(name="data_docs", site_names=["qala"])],
+        result_format={"result_format": "SUMMARY"},
+    ))
+    result = checkpoint.run(batch_parameters={"dataframe": batch},
+                            run_id=RunIdentifier(run_name=batch_id))
+    ((identifier, validation),) = result.run_results.items()
+    results = []
+    for outcome in validation.results:
+        config = outcome.expectation_config
+        observed = outcome.result.get("observed_value")
+        if observed is None and "unexpected_count" in outcome.result:
+            observed = f"{outcome.result['unexpected_count']} unexpected, e.g. {outcome.result.get('partial_unexpected_list', [])[:3]}"
+        results.append({
+            "expectation": config.type,
+            "column": config.kwargs.get("column"),
+            "severity": (config.meta or {}).get("severity", BLOCK),
+            "success": bool(outcome.success),
+            "observed": json.dumps(observed, default=str, ensure_ascii=False) if observed is not None else None,
+        })
+    docs = _docs_page(context, identifier)
+    outcome = GateOutcome(passed=True, results=results, data_docs=docs)
+    outcome.passed = not outcome.blocking_failures
+    return outcome
+
+
+def _docs_page(context, identifier) -> str | None:
+    """The Data Docs page of this validation, for the ledger row and the task log."""
+    urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name="qala")
+    return urls[0]["site_url"] if urls else None

@@ -1,0 +1,163 @@
+"""The lakehouse: DuckLake with a SQLite catalog and Parquet data under the warehouse.
+
+One function attaches the lake (`connect`); one creates what a fresh warehouse lacks
+(`ensure_lake`). `attach.sql` at the warehouse root holds the same ATTACH for analysts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from transforms import settings
+
+SCHEMAS = ("silver", "quarantine", "ops", "reference", "staging", "intermediate", "marts")
+
+# The DuckDB extensions Qala needs, shipped as PyPI packages pinned to the duckdb version:
+# nothing is downloaded at run time.
+EXTENSION_PACKAGES = {
+    "ducklake": "duckdb_extension_ducklake",
+    "sqlite_scanner": "duckdb_extension_sqlite_scanner",
+    "encodings": "duckdb_extension_encodings",
+}
+
+# SQLite is the catalog: writers wait for each other instead of failing at once.
+_CATALOG_OPTIONS = "META_JOURNAL_MODE 'WAL', META_BUSY_TIMEOUT 30000"
+
+T = TypeVar("T")
+
+
+def install_extensions() -> None:
+    """Copy the packaged extension binaries into DuckDB's extension directory (idempotent)."""
+    import importlib
+
+    con = duckdb.connect()
+    installed = {
+        name
+        for (name,) in con.execute(
+            "select extension_name from duckdb_extensions() where installed"
+        ).fetchall()
+    }
+    for name, package in EXTENSION_PACKAGES.items():
+        if name in installed:
+            continue
+        package_dir = Path(importlib.import_module(package).__file__).parent
+        (binary,) = package_dir.glob(f"extensions/v{duckdb.__version__}/*.duckdb_extension")
+        con.execute("FORCE INSTALL ?", [str(binary)])
+    con.close()
+
+
+def catalog_path(root: Path | None = None) -> Path:
+    return settings.lake_dir(root) / "catalog.sqlite"
+
+
+def data_path(root: Path | None = None) -> Path:
+    return settings.lake_dir(root) / "data"
+
+
+def attach_statement(root: Path | None = None, read_only: bool = False) -> str:
+    options = [_CATALOG_OPTIONS]
+    if read_only:
+        options.insert(0, "READ_ONLY")
+    return (
+        f"ATTACH IF NOT EXISTS 'ducklake:sqlite:{catalog_path(root)}' AS {settings.LAKE_ALIAS} "
+        f"({', '.join(options)})"
+    )
+
+
+def connect(root: Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB session with the lake attached and made the default catalog."""
+    con = duckdb.connect(config={"threads": 2})
+    con.execute(attach_statement(root, read_only))
+    con.execute(f"USE {settings.LAKE_ALIAS}")
+    return con
+
+
+LEDGER_DDL = """
+create table if not exists ops.load_ledger (
+    batch_id varchar not null,
+    feed varchar not null,
+    logical_date date not null,
+    source_file varchar not null,
+    sha256 varchar,
+    bytes bigint,
+    encoding varchar,
+    rows_in bigint not null,
+    rows_published bigint not null,
+    rows_quarantined bigint not null,
+    status varchar not null,
+    reason varchar,
+    snapshot_id bigint,
+    run_id varchar,
+    data_docs varchar,
+    started_at timestamptz not null,
+    finished_at timestamptz not null
+);
+create table if not exists ops.gate_results (
+    batch_id varchar not null,
+    feed varchar not null,
+    expectation varchar not null,
+    column_name varchar,
+    severity varchar not null,
+    success boolean not null,
+    observed varchar,
+    checked_at timestamptz not null
+);
+"""
+
+
+def ensure_lake(root: Path | None = None) -> None:
+    """Create the lake of a fresh warehouse: catalog, data path, schemas, ops tables, attach.sql."""
+    root = root or settings.warehouse_root()
+    install_extensions()
+    data_path(root).mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute(
+        f"ATTACH IF NOT EXISTS 'ducklake:sqlite:{catalog_path(root)}' AS {settings.LAKE_ALIAS} "
+        f"(DATA_PATH '{data_path(root)}/', DATA_INLINING_ROW_LIMIT 0, {_CATALOG_OPTIONS})"
+    )
+    con.execute(f"USE {settings.LAKE_ALIAS}")
+    existing = {s for (s,) in con.execute(
+        "select schema_name from information_schema.schemata where catalog_name = ?",
+        [settings.LAKE_ALIAS]).fetchall()}
+    for schema in SCHEMAS:
+        if schema not in existing:
+            con.execute(f"create schema {schema}")
+    con.execute(LEDGER_DDL)
+    con.close()
+    write_attach_sql(root)
+
+
+def write_attach_sql(root: Path) -> Path:
+    """The statements an analyst runs in any DuckDB session to read the lake."""
+    path = root / "attach.sql"
+    path.write_text(
+        "-- Qala lake, read-only. In the DuckDB shell: .read attach.sql\n"
+        "-- then e.g.  select * from marts.kpi_scorecard;\n"
+        "LOAD ducklake;\n"
+        "LOAD sqlite_scanner;\n"
+        f"{attach_statement(root, read_only=True)};\n"
+        f"USE {settings.LAKE_ALIAS};\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def with_commit_retry(action: Callable[[], T], attempts: int = 8) -> T:
+    """Run a whole lake transaction again when the SQLite catalog was busy at COMMIT.
+
+    DuckLake waits on the catalog lock, but SQLite refuses a read-to-write upgrade outright
+    when another writer holds it (duckdb/ducklake#1309). The action must be idempotent.
+    """
+    for attempt in range(attempts):
+        try:
+            return action()
+        except duckdb.TransactionException as error:
+            if "database is locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")

@@ -1,0 +1,165 @@
+"""CSV exports, UTF-8 or Windows-1251 (detected), parsed by DuckDB's CSV reader.
+
+Fields are read as text and typed later by the row checks, so one bad value quarantines one
+record instead of failing the file. Records with the wrong number of fields are kept by
+DuckDB's rejects table and quarantined with their physical line number.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from pathlib import Path
+
+import duckdb
+
+from transforms.contract import Contract
+from transforms.errors import BadInput
+from transforms.readers import ReadResult
+
+_CHUNK = 1 << 20
+_DUCKDB_ENCODING = {"utf-8": "utf-8", "windows-1251": "CP1251"}
+_OTHER_DELIMITERS = (";", "\t", "|", ",")
+
+
+def detect_encoding(path: Path, allowed: list[str], label: str) -> str:
+    """UTF-8 if the whole file decodes as UTF-8, else the first allowed legacy encoding."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as handle:
+        first = handle.read(_CHUNK)
+        if b"\x00" in first:
+            raise BadInput(label, "format", "binary file (NUL bytes): not a CSV text export")
+        chunk = first
+        try:
+            while chunk:
+                decoder.decode(chunk)
+                chunk = handle.read(_CHUNK)
+            decoder.decode(b"", final=True)
+            return "utf-8"
+        except UnicodeDecodeError as error:
+            legacy = [e for e in allowed if e != "utf-8"]
+            if not legacy:
+                raise BadInput(label, "encoding", f"not valid UTF-8 ({error.reason}) and the contract allows no other encoding") from None
+    encoding = legacy[0]
+    try:
+        path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as error:
+        raise BadInput(label, "encoding", f"neither UTF-8 nor {encoding}: byte {error.start}") from None
+    return encoding
+
+
+def _read_header(path: Path, encoding: str, delimiter: str, label: str) -> list[str]:
+    with path.open("r", encoding=encoding, newline="") as handle:
+        first_line = handle.readline()
+    if not first_line.strip():
+        raise BadInput(label, "header", "the first line is empty: no header row", line=1)
+    header = next(csv.reader(io.StringIO(first_line), delimiter=delimiter))
+    return [name.strip().lstrip("\ufeff") for name in header]
+
+
+def _check_header(header: list[str], contract: Contract, label: str, delimiter: str) -> ReadResult:
+    missing_required = [c.name for c in contract.columns if c.required and c.name not in header]
+    if missing_required:
+        hint = ""
+        if len(header) == 1:
+            found = [d for d in _OTHER_DELIMITERS if d != delimiter and d in header[0]]
+            if found:
+                hint = f" The header has one field containing {found[0]!r}: wrong delimiter (the contract says {delimiter!r})."
+        raise BadInput(label, "required columns", f"required column(s) missing from the header: {', '.join(missing_required)}.{hint}", line=1)
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise BadInput(label, "header", f"column(s) named twice in the header: {', '.join(duplicated)}", line=1)
+    known = set(contract.column_names)
+    return ReadResult(
+        encoding="",
+        header=header,
+        extra_columns=[h for h in header if h not in known],
+        missing_optional=[c.name for c in contract.columns if not c.required and c.name not in header],
+    )
+
+
+def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: str) -> ReadResult:
+    if path.stat().st_size == 0:
+        raise BadInput(label, "format", "empty file (0 bytes)")
+    delimiter = contract.format.get("delimiter", ",")
+    encoding = detect_encoding(path, contract.format.get("encodings", ["utf-8"]), label)
+    header = _read_header(path, encoding, delimiter, label)
+    result = _check_header(header, contract, label, delimiter)
+    result.encoding = encoding
+
+    columns = {name: "VARCHAR" for name in header}
+    if encoding != "utf-8":
+        con.execute("load encodings")
+    con.execute(
+        """
+        create or replace temp table raw_scan as
+        select * from read_csv(?, header = true, auto_detect = false, delim = ?, quote = '"',
+                               escape = '"', columns = ?, encoding = ?, store_rejects = true,
+                               rejects_table = 'csv_rejects', rejects_scan = 'csv_reject_scans',
+                               strict_mode = true)
+        """,
+        [str(path), delimiter, columns, _DUCKDB_ENCODING[encoding]],
+    )
+    _number_lines(con, path)
+    return result
+
+
+def _number_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Give every record its physical line in the file (header = line 1).
+
+    `raw_scan` keeps the file's record order (insertion order is preserved). Records are one
+    line each unless a quoted field holds a newline, and rejected records sit between them.
+    """
+    con.execute(
+        """
+        create or replace temp table rejected as
+        select line as _source_line, any_value(csv_line) as raw_line,
+               arg_min(error_type || ': ' || error_message, column_idx) as reason
+        from csv_rejects group by line
+        """
+    )
+    records, = con.execute("select count(*) from raw_scan").fetchone()
+    rejects, = con.execute("select count(*) from rejected").fetchone()
+    newlines = _count_newlines(path)
+    text_columns = [c for (c,) in con.execute(
+        "select column_name from duckdb_columns() where table_name = 'raw_scan'").fetchall()]
+    if newlines in (records + rejects, records + rejects + 1) and rejects == 0:
+        # The common case: one record per line, nothing rejected.
+        con.execute("create or replace temp table raw as select *, rowid + 2 as _source_line from raw_scan")
+        return
+    inner_newlines = " + ".join(
+        f"coalesce(length(\"{c}\") - length(replace(\"{c}\", chr(10), '')), 0)" for c in text_columns
+    )
+    # Start line of each record counting only accepted records, then shifted past every
+    # rejected record that physically precedes it (an as-of join on positions).
+    con.execute(
+        f"""
+        create or replace temp table raw as
+        with accepted as (
+            select *, rowid as _order, 2 + rowid + coalesce(sum({inner_newlines}) over (
+                       order by rowid rows between unbounded preceding and 1 preceding), 0) as _start
+            from raw_scan
+        ),
+        gaps as (
+            select _source_line
+                       - coalesce(sum(1 + length(raw_line) - length(replace(raw_line, chr(10), ''))) over (
+                             order by _source_line rows between unbounded preceding and 1 preceding), 0)
+                       as accepted_position,
+                   sum(1 + length(raw_line) - length(replace(raw_line, chr(10), ''))) over (
+                       order by _source_line) as shift
+            from rejected
+        )
+        select accepted.* exclude (_start, _order), accepted._start + coalesce(gaps.shift, 0) as _source_line
+        from accepted asof left join gaps on accepted._start >= gaps.accepted_position
+        order by accepted._order
+        """
+    )
+
+
+def _count_newlines(path: Path) -> int:
+    count = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            count += chunk.count(b"\n")
+    return count

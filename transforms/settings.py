@@ -1,0 +1,46 @@
+"""Where things live: the repository and the warehouse a process works on.
+
+Every path Qala uses is derived here, from `$QALA_WAREHOUSE` (default `./warehouse` under the
+repository), so two warehouses (a test's temporary one and a user's) never share any state.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONTRACTS_DIR = REPO_ROOT / "transforms" / "contracts"
+EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+SEEDS_DIR = DBT_PROJECT_DIR / "seeds"
+
+LOCAL_TZ = "Asia/Almaty"
+LAKE_ALIAS = "qala"
+
+
+def warehouse_root() -> Path:
+    return Path(os.environ.get("QALA_WAREHOUSE") or REPO_ROOT / "warehouse").resolve()
+
+
+def landing_dir(domain: str, feed: str, day: date | None = None, root: Path | None = None) -> Path:
+    base = (root or warehouse_root()) / "landing" / domain / feed
+    return base / day.isoformat() if day else base
+
+
+def lake_dir(root: Path | None = None) -> Path:
+    return (root or warehouse_root()) / "lake"
+
+
+def reports_dir(root: Path | None = None) -> Path:
+    return (root or warehouse_root()) / "reports"
+
+
+def state_dir(root: Path | None = None) -> Path:
+    return (root or warehouse_root()) / "state"
+
+
+def simulator_dir(root: Path | None = None) -> Path:
+    """Ground truth of the simulated world: outside landing/, never ingested."""
+    return (root or warehouse_root()) / "simulator"
