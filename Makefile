@@ -1,0 +1,59 @@
+# Every command a Qala user runs. `make run` and `make test` set up whatever is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export QALA_WAREHOUSE ?= $(CURDIR)/warehouse
+export QALA_AIRFLOW_PORT ?= 8080
+START ?= 2024-10-01
+DAYS ?= 400
+SCALE ?= 1.0
+SEED ?= 42
+DOMAIN ?=
+DATE ?=
+ROWS ?= 2000000
+
+.PHONY: setup run test ingest up sql bench scorecard clean-warehouse
+
+# --- set-up: a locked venv, the DuckDB extensions from their PyPI packages, the dbt manifest
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(BIN)/uv
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --python $(BIN)/python
+	$(BIN)/python -c "from transforms.lake import install_extensions; install_extensions()"
+	touch $@
+
+dbt_project/target/manifest.json: $(VENV)/.synced $(shell find dbt_project -name '*.sql' -o -name '*.yml' -o -name '*.csv' 2>/dev/null | grep -v -e target/ -e logs/)
+	cd dbt_project && DBT_SEND_ANONYMOUS_USAGE_STATS=False ../$(BIN)/dbt parse --quiet --profiles-dir . --log-path logs
+
+setup: $(VENV)/.synced dbt_project/target/manifest.json
+
+# --- the main job: simulate DAYS days from START, load them through Airflow, build the KPIs
+run: setup
+	$(BIN)/qala run --start $(START) --days $(DAYS) --scale $(SCALE) --seed $(SEED)
+
+# --- one ingest DAG run for one landing day: make ingest DOMAIN=safety DATE=2025-03-01
+ingest: setup
+	@test -n "$(DOMAIN)" -a -n "$(DATE)" || { echo "usage: make ingest DOMAIN=<domain> DATE=YYYY-MM-DD"; exit 2; }
+	$(BIN)/qala ingest --domain $(DOMAIN) --date $(DATE)
+
+# --- the Airflow UI (and scheduler) on this warehouse until Ctrl-C
+up: setup
+	$(BIN)/qala up
+
+# --- a read-only SQL shell on the lake (DuckDB CLI); works while loads run
+sql: setup
+	@test -f $(QALA_WAREHOUSE)/attach.sql || $(BIN)/qala init
+	$(BIN)/duckdb -init $(QALA_WAREHOUSE)/attach.sql
+
+scorecard: setup
+	$(BIN)/qala scorecard
+
+# --- speed and memory against DuckDB's own CSV → Parquet on the same file
+bench: setup
+	$(BIN)/qala bench --rows $(ROWS)
+
+test: setup
+	$(BIN)/pytest -q

@@ -1,0 +1,168 @@
+"""Builds Qala's DAGs from the feed contracts. DAG files only call these functions.
+
+Kept light on purpose: the scheduler parses DAG files often, so nothing heavy (polars,
+great_expectations, dbt) is imported here; task bodies import transforms when they run.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, TaskGroup, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from transforms.contract import feeds_of_domain, load_contract
+
+LOCAL_TZ = "Asia/Almaty"
+START = pendulum.datetime(2024, 1, 1, tz=LOCAL_TZ)
+log = logging.getLogger(__name__)
+
+
+def silver_asset(feed: str) -> Asset:
+    contract = load_contract(feed)
+    return Asset(name=f"silver.{contract.table}", uri=f"qala://lake/silver/{contract.table}")
+
+
+@task
+def find_landed_files(feed: str) -> list[list[str]]:
+    from transforms.runs import group_files, landed_files, landing_window
+
+    context = get_current_context()
+    first, last = landing_window(context["dag_run"].conf, context.get("data_interval_start"),
+                                 context.get("data_interval_end"), context.get("logical_date"))
+    files = landed_files(feed, first, last)
+    log.info("%s: %d file(s) landed for %s .. %s", feed, len(files), first, last)
+    return group_files(files)
+
+
+@task(retries=2, retry_delay=timedelta(seconds=30), map_index_template="{{ task.op_kwargs['files'][0] | replace('/', ' ') | truncate(80) }}")
+def load(feed: str, files: list[str]) -> dict:
+    from transforms.load import LoadFailure, load_files
+
+    context = get_current_context()
+    try:
+        rows = load_files(feed, files, run_id=context["run_id"])
+    except LoadFailure as failure:
+        for row in failure.failures:
+            log.error("%s — %s: %s (Data Docs: %s)", row.source_file, row.status, row.reason, row.data_docs)
+        # The files are wrong, not the run: retrying cannot help, so fail without retries.
+        raise AirflowFailException(str(failure)) from None
+    for row in rows:
+        log.info("%s → %s: %d in = %d published + %d quarantined; snapshot %s; Data Docs: %s",
+                 row.source_file, row.status, row.rows_in, row.rows_published, row.rows_quarantined,
+                 row.snapshot_id, row.data_docs)
+    return {"files": len(rows), "rows_published": sum(r.rows_published for r in rows)}
+
+
+@task(trigger_rule="all_done")
+def announce(feed: str) -> dict:
+    """Emit the silver Asset once per run when anything was published, so build_kpis runs once."""
+    from transforms.ledger import PUBLISHED, rows_for_run
+
+    context = get_current_context()
+    published = [r for r in rows_for_run(context["run_id"], feed) if r["status"] == PUBLISHED]
+    if not published:
+        raise AirflowSkipException(f"{feed}: nothing published in this run")
+    extra = {"batches": len(published), "rows_published": sum(r["rows_published"] for r in published),
+             "snapshot_id": max(r["snapshot_id"] for r in published)}
+    context["outlet_events"][silver_asset(feed)].extra = extra
+    return extra
+
+
+@task(trigger_rule="all_done")
+def check(feed: str) -> None:
+    """Fail the run, listing every file that did not publish and why (the ledger says it too)."""
+    from transforms.ledger import PUBLISHED, rows_for_run
+
+    failed = [r for r in rows_for_run(get_current_context()["run_id"], feed) if r["status"] != PUBLISHED]
+    if failed:
+        raise AirflowFailException("\n".join(
+            [f"{feed}: {len(failed)} file(s) not published:"]
+            + [f"  {r['source_file']}: {r['status']}: {r['reason']}" for r in failed]))
+
+
+def ingest_dag(domain: str):
+    feeds = feeds_of_domain(domain)
+
+    @dag(
+        dag_id=f"ingest_{domain}",
+        schedule=CronDataIntervalTimetable("0 0 * * *", timezone=LOCAL_TZ),
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        tags=["ingest", domain],
+        params={
+            "landing_from": Param(None, type=["null", "string"], format="date",
+                                  description="First landing day to load (history/repair runs)"),
+            "landing_to": Param(None, type=["null", "string"], format="date",
+                                description="Last landing day to load, inclusive"),
+        },
+        doc_md=f"""
+### ingest_{domain}
+Loads the landed exports of {', '.join(f'`{f}`' for f in feeds)} into the lake.
+
+* **Daily** (scheduled): each run loads the landing day of its data interval (Asia/Almaty).
+* **History / repair**: trigger with conf `{{"landing_from": "YYYY-MM-DD", "landing_to": "YYYY-MM-DD"}}`
+  to load a range of days in one run (`make run` does this for its whole history).
+
+Per feed: `find_landed_files` → `load` (mapped: one task per landed file; a long range is cut
+into at most 4 tasks) → `announce` (emits the feed's silver Asset if anything was published) and
+`check` (fails the run listing every file that did not publish). Every file is its own batch:
+one lake transaction and one row in `ops.load_ledger`, which says why when it failed.
+""",
+    )
+    def ingest():
+        for feed in feeds:
+            with TaskGroup(group_id=load_contract(feed).name):
+                loaded = load.partial(feed=feed).expand(files=find_landed_files(feed))
+                loaded >> [announce.override(outlets=[silver_asset(feed)])(feed), check(feed)]
+
+    return ingest()
+
+
+def build_kpis_dag():
+    from cosmos import DbtTaskGroup, ExecutionConfig, LoadMode, ProfileConfig, ProjectConfig, RenderConfig, TestBehavior
+    from transforms.contract import all_feeds
+    from transforms.settings import DBT_PROJECT_DIR, REPO_ROOT
+
+    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
+    if not manifest.exists():
+        raise FileNotFoundError(f"{manifest} is missing: run `make setup` (it runs `dbt parse`)")
+    assets = [silver_asset(feed) for feed in all_feeds()]
+    schedule = assets[0]
+    for asset in assets[1:]:
+        schedule = schedule | asset
+
+    @dag(
+        dag_id="build_kpis",
+        schedule=schedule,
+        start_date=START,
+        catchup=False,
+        max_active_runs=1,
+        # One writer at a time on the lake catalog: dbt models commit one after another.
+        max_active_tasks=1,
+        tags=["kpi", "dbt"],
+        doc_md="""
+### build_kpis
+Runs whenever a silver table changes (any silver Asset event): the dbt project in
+`dbt_project/` — seeds, staging, intermediate and marts with their tests (`dbt build` per
+node, rendered by astronomer-cosmos from the pre-built manifest) — producing
+`marts.kpi_values` and `marts.kpi_scorecard`.
+""",
+    )
+    def build_kpis():
+        DbtTaskGroup(
+            group_id="dbt",
+            project_config=ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=manifest,
+                                         project_name="qala"),
+            profile_config=ProfileConfig(profile_name="qala", target_name="lake",
+                                         profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
+            render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
+            execution_config=ExecutionConfig(dbt_executable_path=str(REPO_ROOT / ".venv" / "bin" / "dbt")),
+            operator_args={"install_deps": False},
+        )
+
+    return build_kpis()

@@ -1,0 +1,191 @@
+"""`qala`: the project's own commands. The Makefile calls these; so can engineers and scripts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from transforms import lake, settings
+
+
+def _root() -> Path:
+    return settings.warehouse_root()
+
+
+def cmd_init(args) -> int:
+    from transforms.orchestrate import ensure_airflow, passwords_file
+
+    root = _root()
+    lake.ensure_lake(root)
+    password = ensure_airflow(root)
+    print(f"warehouse ready: {root}")
+    if password:
+        print(f"Airflow UI login (shown once): admin / {password}  (kept in {passwords_file(root)})")
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from transforms.simulate import simulate
+
+    written = simulate(_root(), args.start, args.days, scale=args.scale, seed=args.seed,
+                       domains=args.domains, progress=True)
+    for feed, rows in written.items():
+        print(f"{feed}: {rows:,} rows over {args.days} day(s) from {args.start}")
+    return 0
+
+
+def _print_ledger(root: Path, run_id: str) -> bool:
+    con = lake.connect(root, read_only=True)
+    rows = con.execute(
+        """select feed, status, count(*) as files, sum(rows_in), sum(rows_published), sum(rows_quarantined),
+                  list(source_file || ': ' || reason) filter (where status <> 'published')
+           from ops.load_ledger where run_id = ? group by all order by all""", [run_id]).fetchall()
+    con.close()
+    for feed, status, files, rows_in, published, quarantined, problems in rows:
+        print(f"  {feed}: {files} file(s) {status}: {rows_in:,} rows in = {published:,} published + {quarantined:,} quarantined")
+        for problem in problems or []:
+            print(f"    ✗ {problem}")
+    return all(status == "published" for _, status, *_ in rows)
+
+
+def _ingest(domains: list[str], first: date, last: date, prefix: str) -> int:
+    from transforms.orchestrate import EmbeddedAirflow, run_id
+
+    root = _root()
+    lake.ensure_lake(root)
+    ok = True
+    with EmbeddedAirflow(root) as airflow:
+        airflow.wait_for_dags([f"ingest_{d}" for d in domains] + ["build_kpis"])
+        started = datetime.now(timezone.utc)
+        for domain in domains:
+            dag_id = f"ingest_{domain}"
+            rid = airflow.trigger(dag_id, {"landing_from": first.isoformat(), "landing_to": last.isoformat()},
+                                  run_id(f"{prefix}__{first}_{last}"))
+            print(f"Airflow: {dag_id} run {rid} (landing days {first} .. {last}) ...", flush=True)
+            state = airflow.wait_for_run(dag_id, rid)
+            print(f"Airflow: {dag_id} {state}")
+            ok &= _print_ledger(root, rid) and state == "success"
+        con = lake.connect(root, read_only=True)
+        published, = con.execute("select count(*) from ops.load_ledger where started_at >= ? and status = 'published'",
+                                 [started]).fetchone()
+        con.close()
+        if published:
+            print("Airflow: build_kpis (triggered by the silver Assets) ...", flush=True)
+            run = airflow.wait_for_triggered_run("build_kpis", started)
+            print(f"Airflow: build_kpis {run['state']}")
+            ok &= run["state"] == "success"
+    return 0 if ok else 1
+
+
+def cmd_ingest(args) -> int:
+    return _ingest([args.domain], args.date, args.date, "ingest")
+
+
+def cmd_run(args) -> int:
+    from transforms.contract import all_feeds
+    from transforms.orchestrate import passwords_file, port
+
+    cmd_init(args)
+    last = args.start + timedelta(days=args.days - 1)
+    print(f"Simulating {args.days} days of source exports from {args.start} (scale {args.scale}) ...", flush=True)
+    cmd_simulate(args)
+    domains = sorted({feed.split("/")[0] for feed in all_feeds()})
+    print(f"Loading the history {args.start} .. {last} as ONE run per ingest DAG "
+          f"(the daily schedule then takes one day per run) ...", flush=True)
+    status = _ingest(domains, args.start, last, "history")
+    cmd_scorecard(args)
+    root = _root()
+    print(f"""
+Where to look:
+  lake (DuckLake):   {lake.catalog_path(root)}  (data: {lake.data_path(root)})
+  query it:          make sql     (or in any DuckDB session: .read {root / 'attach.sql'})
+  ledger:            select * from ops.load_ledger order by started_at desc;
+  Data Docs:         {settings.reports_dir(root) / 'data_docs' / 'index.html'}
+  Airflow UI:        make up  → http://127.0.0.1:{port()}  (login: admin, password in {passwords_file(root)})
+""")
+    return status
+
+
+def cmd_scorecard(args) -> int:
+    con = lake.connect(_root(), read_only=True)
+    rows = con.execute(
+        """select s.kpi_id, s.region_code, s.region_name_en, s.period_start, s.actual, s.baseline,
+                  s.change_vs_baseline, s.target, s.status, s.suppressed
+           from marts.kpi_scorecard s
+           order by s.kpi_id, s.region_code = 'KZ' desc, s.region_name_en""").fetchall()
+    con.close()
+    print(f"\nKPI scorecard (marts.kpi_scorecard): latest month per KPI and region\n"
+          f"{'KPI':7} {'region':24} {'month':8} {'actual':>9} {'a year ago':>10} {'change':>8} {'target':>7}  status")
+    for kpi, _, name, period, actual, baseline, change, target, status, suppressed in rows:
+        fmt = lambda v, spec: "—" if v is None else format(v, spec)  # noqa: E731
+        actual_text = "suppr." if suppressed else fmt(actual, ".2f")
+        print(f"{kpi:7} {name[:24]:24} {period:%Y-%m} {actual_text:>9} {fmt(baseline, '.2f'):>10} "
+              f"{fmt(change, '+.1%'):>8} {fmt(target, '+.0%'):>7}  {status}")
+    return 0
+
+
+def cmd_up(args) -> int:
+    from transforms.orchestrate import EmbeddedAirflow, passwords_file, port
+
+    root = _root()
+    lake.ensure_lake(root)
+    with EmbeddedAirflow(root) as airflow:
+        print(f"Airflow UI: http://127.0.0.1:{port()}  (user admin, password in {passwords_file(root)}); Ctrl-C stops it")
+        try:
+            airflow.wait_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_airflow(args) -> int:
+    import subprocess
+
+    from transforms.orchestrate import airflow_env, ensure_airflow
+
+    ensure_airflow(_root())
+    return subprocess.call(["airflow", *args.args], env=airflow_env(_root()))
+
+
+def cmd_bench(args) -> int:
+    from transforms.bench import main as bench
+
+    return bench(rows=args.rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="qala", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def world(p):
+        p.add_argument("--start", type=date.fromisoformat, default=date(2024, 10, 1))
+        p.add_argument("--days", type=int, default=400)
+        p.add_argument("--scale", type=float, default=1.0)
+        p.add_argument("--seed", type=int, default=42)
+        p.add_argument("--domains", nargs="*", default=None)
+
+    sub.add_parser("init", help="create the warehouse: lake, attach.sql, Airflow state").set_defaults(func=cmd_init)
+    world(p := sub.add_parser("simulate", help="write simulated source exports into landing/"))
+    p.set_defaults(func=cmd_simulate)
+    world(p := sub.add_parser("run", help="the main job: simulate, load the history through Airflow, build KPIs"))
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("ingest", help="one ingest DAG run for one landing day")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--date", type=date.fromisoformat, required=True)
+    p.set_defaults(func=cmd_ingest)
+    sub.add_parser("scorecard", help="print marts.kpi_scorecard").set_defaults(func=cmd_scorecard)
+    sub.add_parser("up", help="run the Airflow UI and scheduler until Ctrl-C").set_defaults(func=cmd_up)
+    p = sub.add_parser("airflow", help="the airflow CLI, with this warehouse's environment")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_airflow)
+    p = sub.add_parser("bench", help="ingest speed and memory vs DuckDB's own CSV → Parquet")
+    p.add_argument("--rows", type=int, default=2_000_000)
+    p.set_defaults(func=cmd_bench)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Runs Qala's DAGs through the embedded Airflow (LocalExecutor, SQLite in the warehouse).
+
+Airflow is driven from outside, as an engineer would: its own processes (API server,
+scheduler, DAG processor) started with this warehouse's environment, runs triggered and
+watched through the REST API (/api/v2). Nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+from transforms import settings
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor")
+ADMIN = "admin"
+
+
+def airflow_home(root: Path) -> Path:
+    return settings.state_dir(root) / "airflow"
+
+
+def _secret(root: Path, name: str, make) -> str:
+    path = settings.state_dir(root) / "secrets" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make())
+    return path.read_text().strip()
+
+
+def port() -> int:
+    return int(os.environ.get("QALA_AIRFLOW_PORT", "8080"))
+
+
+def airflow_env(root: Path) -> dict[str, str]:
+    """The environment every Airflow process of this warehouse runs with."""
+    from base64 import urlsafe_b64encode
+
+    env = dict(os.environ)
+    env.update(
+        QALA_HOME=str(settings.REPO_ROOT),
+        QALA_WAREHOUSE=str(root),
+        QALA_AIRFLOW_PORT=str(port()),
+        AIRFLOW_HOME=str(airflow_home(root)),
+        AIRFLOW_CONFIG=str(settings.REPO_ROOT / "airflow.cfg"),
+        AIRFLOW__API_AUTH__JWT_SECRET=_secret(root, "airflow_jwt_secret", lambda: secrets.token_urlsafe(32)),
+        AIRFLOW__CORE__FERNET_KEY=_secret(root, "airflow_fernet_key",
+                                          lambda: urlsafe_b64encode(secrets.token_bytes(32)).decode()),
+        GX_ANALYTICS_ENABLED="False",
+        DBT_SEND_ANONYMOUS_USAGE_STATS="False",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    return env
+
+
+def passwords_file(root: Path) -> Path:
+    return airflow_home(root) / "simple_auth_manager_passwords.json.generated"
+
+
+def ensure_airflow(root: Path) -> str | None:
+    """Create this warehouse's Airflow metadata DB and admin login if missing.
+    Returns the admin password the first time (to print once), else None."""
+    home = airflow_home(root)
+    home.mkdir(parents=True, exist_ok=True)
+    created = None
+    if not passwords_file(root).exists():
+        created = secrets.token_urlsafe(12)
+        fd = os.open(passwords_file(root), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({ADMIN: created}, handle)
+    if not (home / "airflow.db").exists():
+        airflow_cli(root, "db", "migrate", quiet=True)
+    return created
+
+
+def airflow_cli(root: Path, *args: str, quiet: bool = False) -> subprocess.CompletedProcess:
+    result = subprocess.run(["airflow", *args], env=airflow_env(root), text=True,
+                            capture_output=quiet)
+    if result.returncode != 0:
+        raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout or ''}{result.stderr or ''}")
+    return result
+
+
+class EmbeddedAirflow:
+    """Starts the Airflow components of a warehouse (unless its API server already answers)
+    and stops what it started."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.base = f"http://127.0.0.1:{port()}"
+        self.processes: list[subprocess.Popen] = []
+        self._token: str | None = None
+
+    def __enter__(self) -> "EmbeddedAirflow":
+        ensure_airflow(self.root)
+        if not self._healthy():
+            self._check_port_free()
+            logs = airflow_home(self.root) / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            for component in COMPONENTS:
+                out = open(logs / f"{component}.log", "ab")
+                self.processes.append(subprocess.Popen(
+                    ["airflow", component], env=airflow_env(self.root), stdout=out,
+                    stderr=subprocess.STDOUT, start_new_session=True))
+            self._wait(self._healthy, 180, "the Airflow API server to answer")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    def wait_forever(self) -> None:
+        while all(p.poll() is None for p in self.processes):
+            time.sleep(1)
+
+    # -- REST API -----------------------------------------------------------------------
+    def _check_port_free(self) -> None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port())) == 0:
+                raise RuntimeError(
+                    f"port {port()} is taken by another program (or another warehouse's Airflow): "
+                    f"set QALA_AIRFLOW_PORT to a free port")
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base}/api/v2/monitor/health", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        if self._token is None:
+            password = json.loads(passwords_file(self.root).read_text())[ADMIN]
+            self._token = self._call("POST", "/auth/token", {"username": ADMIN, "password": password},
+                                     auth=False)["access_token"]
+        return self._call(method, path, body)
+
+    def _call(self, method: str, path: str, body: dict | None, auth: bool = True) -> dict:
+        request = urllib.request.Request(
+            self.base + path, method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json",
+                     **({"Authorization": f"Bearer {self._token}"} if auth else {})})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            raise RuntimeError(f"Airflow API {method} {path}: {error.code} {error.read().decode()[:500]}") from None
+
+    def _wait(self, ready, seconds: float, what: str):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if value := ready():
+                return value
+            if any(p.poll() is not None for p in self.processes):
+                raise RuntimeError(f"an Airflow process exited while waiting for {what}; see "
+                                   f"{airflow_home(self.root) / 'logs'}")
+            time.sleep(2)
+        raise TimeoutError(f"gave up waiting {seconds:.0f}s for {what}")
+
+    def wait_for_dags(self, dag_ids: list[str], seconds: float = 240) -> None:
+        def parsed() -> bool:
+            found = {d["dag_id"] for d in self._request("GET", "/api/v2/dags?limit=100")["dags"]}
+            return set(dag_ids) <= found
+        self._wait(parsed, seconds, f"the DAG processor to parse {', '.join(dag_ids)}")
+
+    def trigger(self, dag_id: str, conf: dict, run_id: str) -> str:
+        self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                      {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+        return run_id
+
+    def wait_for_run(self, dag_id: str, run_id: str, seconds: float = 3600) -> str:
+        def finished():
+            state = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+            return state if state in ("success", "failed") else None
+        return self._wait(finished, seconds, f"{dag_id} run {run_id}")
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
+
+    def wait_for_triggered_run(self, dag_id: str, after: datetime, seconds: float = 3600) -> dict:
+        """The asset-triggered run of dag_id queued after `after`, once finished."""
+        def finished():
+            for run in self.runs(dag_id):
+                queued = datetime.fromisoformat(run["queued_at"] or run["run_after"])
+                if run["run_type"] == "asset_triggered" and queued >= after and run["state"] in ("success", "failed"):
+                    return run
+            return None
+        return self._wait(finished, seconds, f"the asset-triggered {dag_id} run")
+
+
+def run_id(prefix: str) -> str:
+    return f"{prefix}__{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
