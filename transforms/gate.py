@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from transforms import settings
-from transforms.contract import Contract
+from transforms.contract import Contract, load_contract
 
 BLOCK, WARN, ROW = "block", "warn", "row"
 
@@ -31,6 +31,7 @@ class GateOutcome:
     passed: bool
     results: list[dict]
     data_docs: str | None
+    identifier: object = None
 
     @property
     def blocking_failures(self) -> list[dict]:
@@ -83,16 +84,18 @@ def _context(root: Path):
     return context
 
 
-def validate(contract: Contract, batch: pd.DataFrame, batch_id: str, root: Path | None = None) -> GateOutcome:
+@cache
+def _checkpoint(root: Path, feed: str):
+    """The feed's checkpoint in this process: suite (from expectations/ and the contract),
+    dataframe asset and validation definition, registered once."""
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
-    from great_expectations.core.run_identifier import RunIdentifier
 
-    root = root or settings.warehouse_root()
     context = _context(root)
+    contract = load_contract(feed)
+    table = contract.table
     declared = contract.suite()
     suite = context.suites.add_or_update(gx.ExpectationSuite(
-        name=contract.table,
+        name=table,
         expectations=declared["expectations"] + contract_expectations(contract),
         meta=declared.get("meta", {}),
     ))
@@ -101,21 +104,27 @@ def validate(contract: Contract, batch: pd.DataFrame, batch_id: str, root: Path 
     except KeyError:
         source = context.data_sources.add_pandas("qala")
     try:
-        asset = source.get_asset(contract.table)
+        asset = source.get_asset(table)
     except LookupError:
-        asset = source.add_dataframe_asset(contract.table)
+        asset = source.add_dataframe_asset(table)
     try:
         batch_definition = asset.get_batch_definition("whole batch")
     except KeyError:
         batch_definition = asset.add_batch_definition_whole_dataframe("whole batch")
     definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=contract.table, data=batch_definition, suite=suite))
-    checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-        name=contract.table,
-        validation_definitions=[definition],
-        actions=[UpdateDataDocsAction(name="data_docs", site_names=["qala"])],
-        result_format={"result_format": "SUMMARY"},
-    ))
+        gx.ValidationDefinition(name=table, data=batch_definition, suite=suite))
+    # Data Docs are built once per load task (build_data_docs), not per batch: rendering them
+    # costs about a second, more than validating a day's batch.
+    return context.checkpoints.add_or_update(gx.Checkpoint(
+        name=table, validation_definitions=[definition], actions=[],
+        result_format={"result_format": "SUMMARY"}))
+
+
+def validate(contract: Contract, batch: pd.DataFrame, batch_id: str, root: Path | None = None) -> GateOutcome:
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    root = root or settings.warehouse_root()
+    checkpoint = _checkpoint(root, contract.feed)
     result = checkpoint.run(batch_parameters={"dataframe": batch},
                             run_id=RunIdentifier(run_name=batch_id))
     ((identifier, validation),) = result.run_results.items()
@@ -132,13 +141,16 @@ def validate(contract: Contract, batch: pd.DataFrame, batch_id: str, root: Path 
             "success": bool(outcome.success),
             "observed": json.dumps(observed, default=str, ensure_ascii=False) if observed is not None else None,
         })
-    docs = _docs_page(context, identifier)
-    outcome = GateOutcome(passed=True, results=results, data_docs=docs)
+    (page,) = _context(root).get_docs_sites_urls(resource_identifier=identifier, site_name="qala",
+                                                 only_if_exists=False)
+    outcome = GateOutcome(passed=True, results=results, data_docs=page["site_url"], identifier=identifier)
     outcome.passed = not outcome.blocking_failures
     return outcome
 
 
-def _docs_page(context, identifier) -> str | None:
-    """The Data Docs page of this validation, for the ledger row and the task log."""
-    urls = context.get_docs_sites_urls(resource_identifier=identifier, site_name="qala")
-    return urls[0]["site_url"] if urls else None
+def build_data_docs(outcomes: list[GateOutcome], root: Path | None = None) -> None:
+    """Render the Data Docs pages of these gate runs, and the index."""
+    identifiers = [o.identifier for o in outcomes if o.identifier is not None]
+    if identifiers:
+        _context(root or settings.warehouse_root()).build_data_docs(
+            site_names=["qala"], resource_identifiers=identifiers)

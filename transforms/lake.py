@@ -60,9 +60,9 @@ def data_path(root: Path | None = None) -> Path:
 
 
 def attach_statement(root: Path | None = None, read_only: bool = False) -> str:
-    options = [_CATALOG_OPTIONS]
-    if read_only:
-        options.insert(0, "READ_ONLY")
+    # Inlining is a per-session setting, not stored in the catalog: writers always turn it off
+    # so every published row lands in a Parquet file.
+    options = ["READ_ONLY" if read_only else "DATA_INLINING_ROW_LIMIT 0", _CATALOG_OPTIONS]
     return (
         f"ATTACH IF NOT EXISTS 'ducklake:sqlite:{catalog_path(root)}' AS {settings.LAKE_ALIAS} "
         f"({', '.join(options)})"

@@ -51,24 +51,30 @@ def load_files(feed: str, paths: list[Path], run_id: str | None = None, root: Pa
     root = root or settings.warehouse_root()
     lake.ensure_lake(root)
     contract = load_contract(feed)
-    rows = [load_file(contract, Path(p), run_id=run_id, root=root) for p in paths]
+    outcomes: list[gate.GateOutcome] = []
+    con = lake.connect(root)
+    try:
+        rows = [load_file(con, contract, Path(p), run_id, root, outcomes) for p in paths]
+    finally:
+        con.close()
+        gate.build_data_docs(outcomes, root)
     failures = [r for r in rows if r.status != PUBLISHED]
     if failures:
         raise LoadFailure(failures)
     return rows
 
 
-def load_file(contract: Contract, path: Path, run_id: str | None, root: Path) -> LedgerRow:
+def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, run_id: str | None,
+              root: Path, outcomes: list) -> LedgerRow:
     started = datetime.now(timezone.utc)
     label = str(path.resolve().relative_to(root)) if path.resolve().is_relative_to(root) else str(path)
     digest = _sha256(path)
     row = LedgerRow(
-        batch_id=f"{contract.table}:{landing_date_of(path):%Y%m%d}:{digest[:10]}:{uuid.uuid4().hex[:8]}",
+        batch_id=f"{contract.table}-{landing_date_of(path):%Y%m%d}-{digest[:10]}-{uuid.uuid4().hex[:8]}",
         feed=contract.feed, logical_date=landing_date_of(path), source_file=label,
         started_at=started, sha256=digest, bytes=path.stat().st_size, run_id=run_id)
-    con = lake.connect(root)
     try:
-        _load(con, contract, path, label, row, root)
+        _load(con, contract, path, label, row, root, outcomes)
     except BadInput as error:
         row.status, row.reason = FAILED, str(error)
     except GateBlocked as error:
@@ -76,11 +82,11 @@ def load_file(contract: Contract, path: Path, run_id: str | None, root: Path) ->
     finally:
         row.finished_at = datetime.now(timezone.utc)
         record(con, row)
-        con.close()
     return row
 
 
-def _load(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, label: str, row: LedgerRow, root: Path) -> None:
+def _load(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, label: str, row: LedgerRow,
+          root: Path, outcomes: list) -> None:
     read = READERS[contract.format["type"]](con, path, contract, label)
     row.encoding = read.encoding
     suite = contract.suite()
@@ -91,6 +97,7 @@ def _load(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, label:
 
     batch = con.execute("select * exclude (_source_line) from clean").df()
     outcome = gate.validate(contract, batch, row.batch_id, root)
+    outcomes.append(outcome)
     row.gate_results, row.data_docs = outcome.results, outcome.data_docs
     notes = []
     if read.extra_columns:

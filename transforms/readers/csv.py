@@ -89,6 +89,7 @@ def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: 
     result.encoding = encoding
 
     columns = {name: "VARCHAR" for name in header}
+    con.execute("drop table if exists csv_rejects; drop table if exists csv_reject_scans")
     if encoding != "utf-8":
         con.execute("load encodings")
     con.execute(

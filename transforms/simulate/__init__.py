@@ -77,6 +77,8 @@ def _select_feeds(domains: list[str] | None) -> list[str]:
 
 
 def _show_progress(done: int, total: int, day: date, width: int = 30) -> None:
+    if not sys.stderr.isatty() and done != total:
+        return  # a log file gets the final line only
     filled = width * done // total
     bar = "#" * filled + "." * (width - filled)
     sys.stderr.write(f"\rsimulating [{bar}] {done}/{total} {day.isoformat()}")

@@ -1,0 +1,43 @@
+-- The scorecard: for every KPI, the latest period of marts.kpi_values, one row per region
+-- (and the country), with the catalogue's names in Kazakh, Russian and English, unit,
+-- direction and target, and the region's names in the three languages.
+with latest as (
+    select kpi_id, max(period_start) as period_start
+    from {{ ref('kpi_values') }}
+    group by kpi_id
+)
+
+select
+    v.kpi_id,
+    c.area,
+    c.name_kk,
+    c.name_ru,
+    c.name_en,
+    c.unit,
+    c.direction,
+    v.region_code,
+    coalesce(r.name_kk, 'Қазақстан Республикасы')   as region_name_kk,
+    coalesce(r.name_ru, 'Республика Казахстан')     as region_name_ru,
+    v.region_name_en,
+    v.period_start,
+    v.period_grain,
+    v.numerator,
+    v.denominator,
+    v.actual,
+    v.baseline,
+    v.change_vs_baseline,
+    v.target,
+    c.target_kind,
+    c.target_is_illustrative,
+    c.source                                        as target_source,
+    v.status,
+    v.suppressed,
+    v.suppression_reason,
+    c.owner_ministry,
+    v.lake_snapshot_id,
+    v.batch_ids
+from {{ ref('kpi_values') }} as v
+join latest using (kpi_id, period_start)
+join {{ ref('kpi_catalogue') }} as c using (kpi_id)
+left join {{ ref('regions') }} as r on r.kato_code = v.region_code
+order by v.kpi_id, v.region_code

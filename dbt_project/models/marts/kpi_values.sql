@@ -1,0 +1,220 @@
+-- The long KPI table: one row per KPI x region (or the whole country, 'KZ') x month, with
+-- numerator, denominator, actual, baseline (same month a year earlier), target, change,
+-- status by the catalogue's rule, small-cell suppression and lineage (lake snapshot, batches).
+--
+-- Carried so far: SAF-01 (road accidents per 100,000 population) and SAF-02 (road deaths per
+-- 100,000 population). A new KPI adds one branch to `measures`; status, suppression and
+-- baseline are generic and driven by reference.kpi_catalogue (direction, target_kind, target).
+{%- set min_cell_count = var('min_cell_count', 10) | int %}
+{%- set complementary = var('complementary_suppression', true) %}
+
+with region_months as (
+    select
+        r.kato_code          as region_code,
+        r.name_en            as region_name_en,
+        r.population,
+        i.month,
+        i.accidents,
+        i.deaths,
+        i.batch_ids,
+        i.lake_snapshot_id
+    from {{ ref('int_road_accidents__region_month') }} as i
+    join {{ ref('regions') }} as r on r.kato_prefix = i.region_prefix
+),
+
+country_months as (
+    select
+        'KZ'                                                  as region_code,
+        'Kazakhstan'                                          as region_name_en,
+        sum(population)                                       as population,
+        month,
+        sum(accidents)                                        as accidents,
+        sum(deaths)                                           as deaths,
+        list_sort(list_distinct(flatten(list(batch_ids))))    as batch_ids,
+        max(lake_snapshot_id)                                 as lake_snapshot_id
+    from region_months
+    group by month
+),
+
+areas as (
+    select *, false as is_country from region_months
+    union all by name
+    select *, true as is_country from country_months
+),
+
+measures as (
+    -- SAF-01: road accidents per 100,000 population
+    select 'SAF-01' as kpi_id, region_code, region_name_en, is_country, month as period_start,
+           accidents as numerator, population as denominator, 100000.0 as scale,
+           batch_ids, lake_snapshot_id
+    from areas
+    union all
+    -- SAF-02: road deaths per 100,000 population
+    select 'SAF-02' as kpi_id, region_code, region_name_en, is_country, month as period_start,
+           deaths as numerator, population as denominator, 100000.0 as scale,
+           batch_ids, lake_snapshot_id
+    from areas
+),
+
+primary_suppression as (
+    select
+        *,
+        numerator between 1 and {{ min_cell_count - 1 }} as primary_suppressed
+    from measures
+),
+
+-- A single suppressed region in a period could be recovered as the country total minus the
+-- published regions: then the smallest other non-zero published region is suppressed too.
+complementary as (
+    select
+        *,
+        count(*) filter (where primary_suppressed and not is_country)
+            over (partition by kpi_id, period_start) as regions_suppressed,
+        row_number() over (
+            partition by kpi_id, period_start
+            order by case when not primary_suppressed and not is_country and numerator > 0
+                          then 0 else 1 end,
+                     numerator, region_code
+        ) as smallest_published_rank,
+        not primary_suppressed and not is_country and numerator > 0 as is_published_nonzero_region
+    from primary_suppression
+),
+
+suppression as (
+    select
+        *,
+        {% if complementary -%}
+        (not primary_suppressed and is_published_nonzero_region
+            and regions_suppressed = 1 and smallest_published_rank = 1)
+        {%- else -%}
+        false
+        {%- endif %} as secondary_suppressed
+    from complementary
+),
+
+published as (
+    select
+        kpi_id,
+        region_code,
+        region_name_en,
+        is_country,
+        period_start,
+        denominator,
+        scale,
+        batch_ids,
+        lake_snapshot_id,
+        primary_suppressed or secondary_suppressed as suppressed,
+        case
+            when primary_suppressed then
+                'small cell: count between 1 and {{ min_cell_count - 1 }} (min_cell_count = {{ min_cell_count }})'
+            when secondary_suppressed then
+                'complementary: the only other suppressed region of the period could be derived from the country total'
+        end as suppression_reason,
+        case when primary_suppressed or secondary_suppressed then null else numerator end as numerator
+    from suppression
+),
+
+valued as (
+    select
+        *,
+        cast(numerator as double) * scale / denominator as actual
+    from published
+),
+
+with_baseline as (
+    select
+        cur.*,
+        prev.actual as baseline
+    from valued as cur
+    left join valued as prev
+        on  prev.kpi_id = cur.kpi_id
+        and prev.region_code = cur.region_code
+        and prev.period_start = cast(cur.period_start - interval 12 month as date)
+),
+
+with_change as (
+    select
+        b.*,
+        c.direction,
+        c.target,
+        c.target_kind,
+        case when b.actual is not null and b.baseline > 0
+             then b.actual / b.baseline - 1 end as change_vs_baseline
+    from with_baseline as b
+    join {{ ref('kpi_catalogue') }} as c using (kpi_id)
+),
+
+-- the catalogue's status_rule, generic over direction and target_kind; comparisons are
+-- rounded to 9 decimals so that an exact 16% fall is not missed by floating-point error
+with_status as (
+    select
+        *,
+        case
+            when suppressed then null
+            when direction = 'monitoring' then 'monitoring'
+            when target_kind = 'change_vs_baseline' then
+                case
+                    when baseline is null or baseline = 0 then 'no-baseline'
+                    when direction = 'lower_is_better' then
+                        case when round(change_vs_baseline, 9) <= target then 'on-track'
+                             when round(change_vs_baseline, 9) < 0 then 'at-risk'
+                             else 'off-track' end
+                    else
+                        case when round(change_vs_baseline, 9) >= target then 'on-track'
+                             when round(change_vs_baseline, 9) > 0 then 'at-risk'
+                             else 'off-track' end
+                end
+            when target_kind = 'level' then
+                case
+                    when direction = 'lower_is_better' and round(actual, 9) <= target then 'on-track'
+                    when direction = 'higher_is_better' and round(actual, 9) >= target then 'on-track'
+                    when baseline is null then 'no-baseline'
+                    when direction = 'lower_is_better' and round(actual, 9) < round(baseline, 9) then 'at-risk'
+                    when direction = 'higher_is_better' and round(actual, 9) > round(baseline, 9) then 'at-risk'
+                    else 'off-track'
+                end
+            else
+                case
+                    when baseline is null then 'no-baseline'
+                    when direction = 'lower_is_better' then
+                        case when round(actual, 9) < round(baseline, 9) or (actual = 0 and baseline = 0) then 'on-track'
+                             when round(actual, 9) = round(baseline, 9) then 'at-risk'
+                             else 'off-track' end
+                    else
+                        case when round(actual, 9) > round(baseline, 9) then 'on-track'
+                             when round(actual, 9) = round(baseline, 9) then 'at-risk'
+                             else 'off-track' end
+                end
+        end as status
+    from with_change
+),
+
+-- lineage of a suppressed row: the month's batches for the whole country, so that the list
+-- does not reveal on which days the few events happened
+country_batches as (
+    select kpi_id, period_start, batch_ids as country_batch_ids
+    from valued
+    where is_country
+)
+
+select
+    s.kpi_id,
+    s.region_code,
+    s.region_name_en,
+    s.period_start,
+    'month'                                        as period_grain,
+    cast(s.numerator as bigint)                    as numerator,
+    cast(s.denominator as bigint)                  as denominator,
+    s.actual,
+    s.baseline,
+    s.target,
+    s.change_vs_baseline,
+    s.status,
+    s.suppressed,
+    s.suppression_reason,
+    cast(s.lake_snapshot_id as bigint)             as lake_snapshot_id,
+    cast(case when s.suppressed then cb.country_batch_ids else s.batch_ids end as varchar[])
+                                                   as batch_ids
+from with_status as s
+left join country_batches as cb using (kpi_id, period_start)
+order by s.kpi_id, s.region_code, s.period_start

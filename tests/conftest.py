@@ -1,0 +1,44 @@
+"""Shared fixtures: every test works on its own temporary warehouse."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from transforms import lake
+
+HEADER = "accident_id,occurred_at,kato_code,severity,injured,killed,vehicles,street,lat,lon"
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path, monkeypatch) -> Path:
+    root = tmp_path / "warehouse"
+    root.mkdir()
+    monkeypatch.setenv("QALA_WAREHOUSE", str(root))
+    lake.ensure_lake(root)
+    return root
+
+
+@pytest.fixture
+def free_port(monkeypatch) -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("QALA_AIRFLOW_PORT", str(port))
+    return port
+
+
+def land(root: Path, day: str, name: str, content: bytes | str, feed: str = "safety/road_accidents") -> Path:
+    folder = root / "landing" / feed / day
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return path
+
+
+def accident_rows(n: int, day: str = "2025-03-01", prefix: str = "RA", kato: str = "710110000") -> str:
+    return "".join(
+        f"{prefix}-{i},{day} 08:{i % 60:02d}:00,{kato},injury,1,0,2,проспект Абая,51.1{i % 10},71.4\n"
+        for i in range(n))

@@ -1,0 +1,138 @@
+"""The product's promises, end to end: `make run` and `make ingest` through real Airflow
+(LocalExecutor, SQLite), real DuckLake, real Great Expectations and real dbt."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import HEADER, accident_rows, land
+from transforms import lake, settings
+from transforms.orchestrate import airflow_env
+
+# Two whole months: the KPI models publish complete months only.
+START, DAYS = "2025-01-01", 59
+
+
+def make(target: str, root: Path, **variables: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "QALA_WAREHOUSE": str(root)}
+    args = ["make", "-C", str(settings.REPO_ROOT), target, *[f"{k}={v}" for k, v in variables.items()]]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=1800)
+
+
+def query(root: Path, sql: str, params=None):
+    con = lake.connect(root, read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def independent_counts(root: Path) -> tuple[Counter, Counter]:
+    """Accidents and deaths per (region prefix, month), straight from the landing files."""
+    accidents, deaths = Counter(), Counter()
+    for path in sorted((root / "landing" / "safety" / "road_accidents").glob("*/*.csv")):
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("cp1251")
+        for record in csv.DictReader(text.splitlines(keepends=True)):
+            month = record["occurred_at"][:7]
+            if START[:7] <= month <= "2025-02":
+                key = (record["kato_code"][:2], month)
+                accidents[key] += 1
+                deaths[key] += int(record["killed"])
+    return accidents, deaths
+
+
+def table_counts(root: Path) -> dict:
+    tables = query(root, "select schema_name, table_name from duckdb_tables() where database_name = 'qala'")
+    return {f"{s}.{t}": query(root, f"select count(*) from {s}.{t}")[0][0]
+            for s, t in tables if s != "ops"}
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e") / "warehouse"
+    port = str(8900 + os.getpid() % 90)
+    first = make("run", root, START=START, DAYS=str(DAYS), QALA_AIRFLOW_PORT=port)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    counts_after_first = table_counts(root)
+    second = make("run", root, START=START, DAYS=str(DAYS), QALA_AIRFLOW_PORT=port)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    return root, first.stdout, counts_after_first
+
+
+def test_make_run_loads_the_history_and_prints_the_scorecard(ran):
+    root, output, _ = ran
+    assert "Airflow: ingest_safety success" in output
+    assert "Airflow: build_kpis success" in output
+    assert "KPI scorecard" in output and "SAF-01" in output and "SAF-02" in output
+    assert (root / "attach.sql").exists()
+    ledger = query(root, "select count(*), sum(rows_in), sum(rows_published + rows_quarantined), "
+                         "count(*) filter (where status <> 'published') from ops.load_ledger")
+    files, rows_in, accounted, not_published = ledger[0]
+    assert files == 2 * DAYS and rows_in == accounted and not_published == 0
+
+
+def test_a_second_make_run_changes_no_row_count(ran):
+    root, _, counts_after_first = ran
+    assert table_counts(root) == counts_after_first
+    assert counts_after_first["silver.safety__road_accidents"] > 0
+
+
+def test_kpi_numbers_equal_an_independent_count_from_the_landing_files(ran):
+    root, _, _ = ran
+    accidents, deaths = independent_counts(root)
+    population = {r["kato_prefix"]: int(r["population"]) for r in
+                  csv.DictReader((settings.SEEDS_DIR / "regions.csv").open(encoding="utf-8"))}
+    kato = {r["kato_prefix"]: r["kato_code"] for r in
+            csv.DictReader((settings.SEEDS_DIR / "regions.csv").open(encoding="utf-8"))}
+    values = {(k, r, p.strftime("%Y-%m")): (n, a, s) for k, r, p, n, a, s in query(
+        root, "select kpi_id, region_code, period_start, numerator, actual, suppressed from marts.kpi_values")}
+    months = sorted({m for _, m in accidents})
+    assert months == ["2025-01", "2025-02"]
+    for kpi, counts in (("SAF-01", accidents), ("SAF-02", deaths)):
+        for month in months:
+            for prefix, people in population.items():
+                expected = counts[(prefix, month)]
+                numerator, actual, suppressed = values[(kpi, kato[prefix], month)]
+                if 1 <= expected <= 9:
+                    assert suppressed and numerator is None  # small cells never published
+                else:
+                    assert (numerator, suppressed) == (expected, False)
+                    assert actual == pytest.approx(expected * 100_000 / people)
+            national = sum(counts[(p, month)] for p in population)
+            numerator, actual, _ = values[(kpi, "KZ", month)]
+            assert numerator == national
+            assert actual == pytest.approx(national * 100_000 / sum(population.values()))
+
+
+def test_make_ingest_on_an_empty_warehouse_fails_only_the_bad_file(tmp_path):
+    root = tmp_path / "fresh"  # nothing exists yet: no lake, no Airflow state
+    land(root, "2025-03-01", "a_good.csv", HEADER + "\n" + accident_rows(15))
+    land(root, "2025-03-01", "b_bad.csv", b"\x00\x01garbage" * 100)
+    port = str(8990 + os.getpid() % 9)
+    result = make("ingest", root, DOMAIN="safety", DATE="2025-03-01", QALA_AIRFLOW_PORT=port)
+    assert result.returncode != 0
+    assert "b_bad.csv: failed: " in result.stdout and "binary file" in result.stdout
+    assert query(root, "select source_file, status from ops.load_ledger order by 1") == [
+        ("landing/safety/road_accidents/2025-03-01/a_good.csv", "published"),
+        ("landing/safety/road_accidents/2025-03-01/b_bad.csv", "failed")]
+    assert query(root, "select count(*) from silver.safety__road_accidents") == [(15,)]
+    run_id, = query(root, "select distinct run_id from ops.load_ledger")[0]
+    states = subprocess.run(
+        [str(settings.REPO_ROOT / ".venv/bin/airflow"), "tasks", "states-for-dag-run", "ingest_safety",
+         run_id, "-o", "json"], env={**airflow_env(root), "QALA_AIRFLOW_PORT": port},
+        capture_output=True, text=True, check=True)
+    loads = sorted(t["state"] for t in json.loads(states.stdout[states.stdout.index("["):])
+                   if t["task_id"] == "road_accidents.load")
+    assert loads == ["failed", "success"]  # one mapped task per landed file; only the bad one failed

@@ -1,0 +1,202 @@
+"""The load path on a real DuckLake lake with the real Great Expectations gate."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import subprocess
+import sys
+import textwrap
+from urllib.parse import unquote
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import HEADER, accident_rows, land
+from transforms import lake
+from transforms.errors import BadInput
+from transforms.load import LoadFailure, load_files
+from transforms.pseudonymise import hmac_sql
+
+FEED = "safety/road_accidents"
+
+
+def query(root: Path, sql: str, params=None):
+    con = lake.connect(root, read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def test_a_clean_file_is_published_with_its_lineage(warehouse):
+    path = land(warehouse, "2025-03-01", "ra.csv", HEADER + "\n" + accident_rows(30))
+    (row,) = load_files(FEED, [path], run_id="r1")
+    assert (row.status, row.rows_in, row.rows_published, row.rows_quarantined) == ("published", 30, 30, 0)
+    assert row.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert Path(unquote(row.data_docs.removeprefix("file://"))).exists()
+    (count, batches, first_line, last_line), = query(
+        warehouse, "select count(*), count(distinct _batch_id), min(_source_line), max(_source_line) "
+                   "from silver.safety__road_accidents")
+    assert (count, batches, first_line, last_line) == (30, 1, 2, 31)
+    # The ledger names the lake snapshot in which the batch became visible.
+    (snapshot,), = query(warehouse, "select snapshot_id from ops.load_ledger")
+    at_snapshot, = query(warehouse, f"select count(*) from silver.safety__road_accidents at (version => {snapshot})")
+    assert at_snapshot == (30,)
+
+
+def test_rerunning_a_day_replaces_its_batch(warehouse):
+    path = land(warehouse, "2025-03-01", "ra.csv", HEADER + "\n" + accident_rows(25))
+    land(warehouse, "2025-03-02", "ra.csv", HEADER + "\n" + accident_rows(5, "2025-03-02", prefix="RB"))
+    other = warehouse / "landing" / FEED / "2025-03-02" / "ra.csv"
+    load_files(FEED, [path, other], run_id="first")
+    load_files(FEED, [path], run_id="again")
+    rows = query(warehouse, "select _landing_date::varchar, count(*), count(distinct _batch_id) "
+                            "from silver.safety__road_accidents group by 1 order by 1")
+    assert rows == [("2025-03-01", 25, 1), ("2025-03-02", 5, 1)]
+    current, = query(warehouse, "select distinct _batch_id from silver.safety__road_accidents where _landing_date = '2025-03-01'")
+    latest, = query(warehouse, "select batch_id from ops.load_ledger where run_id = 'again'")
+    assert current == latest
+
+
+def test_bad_records_are_quarantined_with_their_line_and_rule(warehouse):
+    body = textwrap.dedent("""\
+        RA-1,2025-03-01 08:10:00,710110000,injury,1,0,2,проспект Абая,51.1,71.4
+        RA-2,2025-03-01 09:10:00,710110000,fatal,0,1,2,"улица ""Кенесары"", 5",51.1,71.4
+        RA-3,2025-03-01 09:10:00,71000000X,injury,1,0,2,x,51.1,71.4
+        RA-4,not a date,710110000,injury,1,0,2,x,51.1,71.4
+        RA-2,2025-03-01 09:10:00,710110000,fatal,0,1,2,again,51.1,71.4
+        RA-5,2025-03-01 09:10:00,710110000,injury,1,0
+        RA-6,2025-03-01 09:10:00,750110000,injury,1,0,2,x,60.0,71.4
+        RA-7,2025-03-01 10:10:00,750110000,damage_only,0,0,3,"two
+        lines",43.2,76.9
+        ,2025-03-01 10:10:00,750110000,damage_only,0,0,3,,43.2,76.9
+        RA-8,2025-03-01 11:10:00,750110000,crash,0,0,3,,43.2,76.9
+        RA-9,2025-03-01 11:10:00,750110000,injury,1,0,2,,43.2,76.9
+        """)
+    path = land(warehouse, "2025-03-01", "ra.csv", HEADER + "\n" + body)
+    (row,) = load_files(FEED, [path], run_id="r")
+    assert (row.rows_in, row.rows_published, row.rows_quarantined) == (11, 4, 7)
+    published = query(warehouse, "select accident_id, _source_line, street from silver.safety__road_accidents order by 2")
+    assert published == [("RA-1", 2, "проспект Абая"), ("RA-2", 3, 'улица "Кенесары", 5'),
+                         ("RA-7", 9, "two\nlines"), ("RA-9", 13, None)]
+    quarantined = query(warehouse, "select _source_line, _rule from quarantine.safety__road_accidents order by 1")
+    assert quarantined == [
+        (4, "expect_column_values_to_match_regex(kato_code)"),
+        (5, "type"),
+        (6, "primary key"),
+        (7, "format"),
+        (8, "expect_column_values_to_be_between(lat)"),
+        (11, "required"),
+        (12, "expect_column_values_to_be_in_set(severity)"),
+    ]
+    reasons = dict(query(warehouse, "select _source_line, _reason from quarantine.safety__road_accidents"))
+    assert "got 'not a date'" in reasons[5]
+    assert reasons[6] == "primary key: duplicate of line 3"
+    assert "got 60.0" in reasons[8]
+
+
+def test_a_windows_1251_export_is_detected_and_loaded(warehouse):
+    content = (HEADER + "\n" + accident_rows(10).replace("проспект Абая", "улица Жибек жолы")).encode("cp1251")
+    path = land(warehouse, "2025-03-01", "ra.csv", content)
+    (row,) = load_files(FEED, [path], run_id="r")
+    assert (row.encoding, row.rows_published) == ("windows-1251", 10)
+    assert query(warehouse, "select distinct street from silver.safety__road_accidents") == [("улица Жибек жолы",)]
+
+
+UNREADABLE = {
+    "binary garbage": (bytes(range(256)) * 40, "format", "binary file"),
+    "wrong delimiter": ((HEADER + "\n" + accident_rows(3)).replace(",", ";"), "required columns", "wrong delimiter"),
+    "required column missing": ((HEADER + "\n" + accident_rows(3)).replace("severity", "severity_code"),
+                                "required columns", "severity"),
+    "empty file": (b"", "format", "empty file"),
+}
+
+
+@pytest.mark.parametrize("case", UNREADABLE, ids=list(UNREADABLE))
+def test_an_unreadable_file_fails_alone_with_a_ledger_row(warehouse, case):
+    content, rule, words = UNREADABLE[case]
+    bad = land(warehouse, "2025-03-01", "a_bad.csv", content)
+    good = land(warehouse, "2025-03-01", "b_good.csv", HEADER + "\n" + accident_rows(7))
+    with pytest.raises(LoadFailure) as failure:
+        load_files(FEED, [bad, good], run_id="r")
+    message = str(failure.value)
+    assert "landing/safety/road_accidents/2025-03-01/a_bad.csv" in message
+    assert f"[{rule}]" in message and words in message
+    ledger = query(warehouse, "select source_file, status, rows_in, rows_published, rows_quarantined, reason "
+                              "from ops.load_ledger order by source_file")
+    assert [(Path(f).name, s, i, p, q) for f, s, i, p, q, _ in ledger] == [
+        ("a_bad.csv", "failed", 0, 0, 0), ("b_good.csv", "published", 7, 7, 0)]
+    assert words in ledger[0][5]
+    # Nothing of the bad file was published; the good file of the same day was.
+    assert query(warehouse, "select distinct _source_file from silver.safety__road_accidents") == [
+        ("landing/safety/road_accidents/2025-03-01/b_good.csv",)]
+
+
+def test_the_gate_blocks_an_empty_export_and_leaves_silver_as_it_was(warehouse):
+    path = land(warehouse, "2025-03-01", "ra.csv", HEADER + "\n" + accident_rows(12))
+    load_files(FEED, [path], run_id="good")
+    before = query(warehouse, "select * from silver.safety__road_accidents order by accident_id")
+    path.unlink()
+    header_only = land(warehouse, "2025-03-01", "ra.csv", HEADER + "\n")
+    with pytest.raises(LoadFailure, match="expect_table_row_count_to_be_between"):
+        load_files(FEED, [header_only], run_id="blocked")
+    assert query(warehouse, "select * from silver.safety__road_accidents order by accident_id") == before
+    (status, reason), = query(warehouse, "select status, reason from ops.load_ledger where run_id = 'blocked'")
+    assert status == "blocked" and "observed 0" in reason
+    failed_expectations = query(warehouse, "select expectation from ops.gate_results g join ops.load_ledger l "
+                                           "using (batch_id) where l.run_id = 'blocked' and not g.success")
+    assert failed_expectations == [("expect_table_row_count_to_be_between",)]
+
+
+def test_every_batch_keeps_rows_in_equal_published_plus_quarantined(warehouse):
+    paths = [land(warehouse, f"2025-03-0{d}", "ra.csv",
+                  HEADER + "\n" + accident_rows(20, f"2025-03-0{d}", prefix=f"R{d}") + "bad,line\n")
+             for d in range(1, 4)]
+    load_files(FEED, paths, run_id="r")
+    ledger = query(warehouse, "select batch_id, rows_in, rows_published, rows_quarantined from ops.load_ledger")
+    assert len(ledger) == 3 and all(i == p + q for _, i, p, q in ledger)
+    for batch_id, _, published, quarantined in ledger:
+        assert query(warehouse, "select count(*) from silver.safety__road_accidents where _batch_id = ?", [batch_id]) == [(published,)]
+        assert query(warehouse, "select count(*) from quarantine.safety__road_accidents where _batch_id = ?", [batch_id]) == [(quarantined,)]
+
+
+def test_hmac_in_sql_is_rfc_2104_hmac_sha256():
+    for key in (b"k", b"x" * 100, b"dev-key"):
+        for message in ("880101300123", "Әсел Қанатқызы", ""):
+            got, = duckdb.sql(f"select {hmac_sql('m', key)} from (select ? as m)".replace("?", "'" + message + "'")).fetchone()
+            assert got == hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+READER = """
+import sys, duckdb, time
+con = duckdb.connect()
+con.execute(open(sys.argv[1]).read())
+seen = set()
+deadline = time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    try:
+        n, = con.execute("select count(*) from silver.safety__road_accidents").fetchone()
+    except duckdb.CatalogException:
+        n = 0  # the table is created by the first publish
+    seen.add(n)
+print(sorted(seen))
+"""
+
+
+def test_a_reader_through_attach_sql_sees_only_whole_batches_while_a_load_runs(warehouse, tmp_path):
+    sizes = [40, 55, 70, 85, 100, 115]
+    paths = [land(warehouse, f"2025-03-{d + 1:02d}", "ra.csv",
+                  HEADER + "\n" + accident_rows(n, f"2025-03-{d + 1:02d}", prefix=f"D{d}"))
+             for d, n in enumerate(sizes)]
+    script = tmp_path / "reader.py"
+    script.write_text(READER)
+    reader = subprocess.Popen([sys.executable, str(script), str(warehouse / "attach.sql"), "25"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    load_files(FEED, paths, run_id="r")
+    out, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0, err  # no lock error, no failure of any kind
+    seen = eval(out)  # noqa: S307 - our own script's printed list
+    whole_batches = {sum(sizes[:k]) for k in range(len(sizes) + 1)}
+    assert set(seen) <= whole_batches and len(seen) >= 2
