@@ -21,7 +21,7 @@ $(BIN)/uv:
 	$(BIN)/pip install --quiet --disable-pip-version-check uv
 
 $(VENV)/.synced: pyproject.toml uv.lock | $(BIN)/uv
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --python $(BIN)/python
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --python $(BIN)/python
 	$(BIN)/python -c "from transforms.lake import install_extensions; install_extensions()"
 	touch $@
 
