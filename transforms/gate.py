@@ -3,8 +3,8 @@
 The suite is the feed's JSON file in expectations/, plus what its contract declares (the
 published columns, required columns not null, the primary key unique). Row-severity
 expectations must hold on the clean batch, since the row checks already quarantined the records
-that broke them; if GX disagrees, the batch is blocked rather than trusted. Results go to the
-warehouse's GX project (state/gx) and its Data Docs (reports/data_docs).
+that broke them; if GX disagrees, the batch is blocked rather than trusted. Every gate run's
+results go to ops.gate_results and to a Data Docs page under reports/data_docs.
 
 great_expectations takes seconds to import: it is imported here, inside functions, and one
 context serves every batch a process loads.
@@ -64,23 +64,21 @@ def contract_expectations(contract: Contract) -> list[dict]:
 
 @cache
 def _context(root: Path):
+    """An ephemeral GX context per process: the suite comes from expectations/ and the contract
+    each time, so concurrent load tasks never trip over each other's saved GX objects. Data Docs
+    pages are written to the warehouse (reports/data_docs), one page per batch."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no calls home from a ministry network
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="file", project_root_dir=str(settings.state_dir(root)))
+    context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    docs = settings.reports_dir(root) / "data_docs"
-    site = {
+    context.add_data_docs_site(site_name="qala", site_config={
         "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                          "base_directory": str(settings.reports_dir(root) / "data_docs")},
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    }
-    sites = context.get_config().data_docs_sites or {}
-    if sites != {"qala": site}:
-        for name in list(sites):
-            context.delete_data_docs_site(name)
-        context.add_data_docs_site(site_name="qala", site_config=site)
+    })
     return context
 
 

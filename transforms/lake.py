@@ -6,10 +6,10 @@ One function attaches the lake (`connect`); one creates what a fresh warehouse l
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import duckdb
 
@@ -27,9 +27,6 @@ EXTENSION_PACKAGES = {
 
 # SQLite is the catalog: writers wait for each other instead of failing at once.
 _CATALOG_OPTIONS = "META_JOURNAL_MODE 'WAL', META_BUSY_TIMEOUT 30000"
-
-T = TypeVar("T")
-
 
 def install_extensions() -> None:
     """Copy the packaged extension binaries into DuckDB's extension directory (idempotent)."""
@@ -147,17 +144,20 @@ def write_attach_sql(root: Path) -> Path:
     return path
 
 
-def with_commit_retry(action: Callable[[], T], attempts: int = 8) -> T:
-    """Run a whole lake transaction again when the SQLite catalog was busy at COMMIT.
-
-    DuckLake waits on the catalog lock, but SQLite refuses a read-to-write upgrade outright
-    when another writer holds it (duckdb/ducklake#1309). The action must be idempotent.
-    """
+def commit(con: duckdb.DuckDBPyConnection, statements: Callable[[], None], attempts: int = 8) -> None:
+    """Run `statements` as ONE lake transaction, the whole of it again when the SQLite catalog
+    was busy at COMMIT: DuckLake waits on the catalog lock, but SQLite refuses a read-to-write
+    upgrade outright while another writer holds it (duckdb/ducklake#1309). The statements must
+    be idempotent (they replace, never append twice)."""
     for attempt in range(attempts):
+        con.execute("begin")
         try:
-            return action()
-        except duckdb.TransactionException as error:
+            statements()
+            con.execute("commit")
+            return
+        except duckdb.Error as error:
+            with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already rolled back
+                con.execute("rollback")
             if "database is locked" not in str(error) or attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")

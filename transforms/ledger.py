@@ -51,19 +51,13 @@ def record(con: duckdb.DuckDBPyConnection, row: LedgerRow) -> None:
     ]
 
     def write() -> None:
-        con.execute("begin")
-        try:
-            con.execute(
-                f"insert into ops.load_ledger ({', '.join(_COLUMNS)}) values ({', '.join('?' * len(_COLUMNS))})",
-                [values[c] for c in _COLUMNS])
-            if gate_rows:
-                con.executemany("insert into ops.gate_results values (?, ?, ?, ?, ?, ?, ?, ?)", gate_rows)
-            con.execute("commit")
-        except Exception:
-            con.execute("rollback")
-            raise
+        con.execute(
+            f"insert into ops.load_ledger ({', '.join(_COLUMNS)}) values ({', '.join('?' * len(_COLUMNS))})",
+            [values[c] for c in _COLUMNS])
+        if gate_rows:
+            con.executemany("insert into ops.gate_results values (?, ?, ?, ?, ?, ?, ?, ?)", gate_rows)
 
-    lake.with_commit_retry(write)
+    lake.commit(con, write)
 
 
 def rows_for_run(run_id: str, feed: str, root=None) -> list[dict]:

@@ -79,6 +79,11 @@ def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, ru
         row.status, row.reason = FAILED, str(error)
     except GateBlocked as error:
         row.status, row.reason = BLOCKED, str(error)
+    except Exception as error:
+        # Not the file's fault (lock, disk, a bug): recorded, then raised so Airflow retries.
+        row.rows_in = row.rows_published = row.rows_quarantined = 0
+        row.reason = f"unexpected {type(error).__name__} (the task retries): {error}"
+        raise
     finally:
         row.finished_at = datetime.now(timezone.utc)
         record(con, row)
@@ -148,20 +153,14 @@ def _publish(con: duckdb.DuckDBPyConnection, contract: Contract, row: LedgerRow,
                f"{checks._literal(row.source_file)} as _source_file")
     extra = json.dumps({"batch_id": row.batch_id, "source_file": row.source_file})
 
-    def transaction() -> None:
-        con.execute("begin")
-        try:
-            for schema, relation in relations.items():
-                con.execute(f"delete from {schema}.{contract.table} where _source_file = ?", [row.source_file])
-                con.execute(f"insert into {schema}.{contract.table} by name select {lineage}, * from {relation}")
-            con.execute(f"call {settings.LAKE_ALIAS}.set_commit_message('qala', ?, extra_info => ?)",
-                        [f"publish {row.batch_id}", extra])
-            con.execute("commit")
-        except Exception:
-            con.execute("rollback")
-            raise
+    def statements() -> None:
+        for schema, relation in relations.items():
+            con.execute(f"delete from {schema}.{contract.table} where _source_file = ?", [row.source_file])
+            con.execute(f"insert into {schema}.{contract.table} by name select {lineage}, * from {relation}")
+        con.execute(f"call {settings.LAKE_ALIAS}.set_commit_message('qala', ?, extra_info => ?)",
+                    [f"publish {row.batch_id}", extra])
 
-    lake.with_commit_retry(transaction)
+    lake.commit(con, statements)
     (snapshot,) = con.execute(
         f"select max(snapshot_id) from {settings.LAKE_ALIAS}.snapshots() "
         f"where json_extract_string(commit_extra_info, '$.batch_id') = ?", [row.batch_id]).fetchone()
