@@ -160,7 +160,9 @@ node, rendered by astronomer-cosmos from the pre-built manifest) — producing
                                          project_name="qala"),
             profile_config=ProfileConfig(profile_name="qala", target_name="lake",
                                          profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
-            render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
+            # A test with two parents (e.g. staging → regions seed) runs after both, as its own task.
+            render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD,
+                                       emit_datasets=False, should_detach_multiple_parents_tests=True),
             execution_config=ExecutionConfig(dbt_executable_path=str(REPO_ROOT / ".venv" / "bin" / "dbt")),
             operator_args={"install_deps": False},
         )

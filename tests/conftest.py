@@ -42,3 +42,12 @@ def accident_rows(n: int, day: str = "2025-03-01", prefix: str = "RA", kato: str
     return "".join(
         f"{prefix}-{i},{day} 08:{i % 60:02d}:00,{kato},injury,1,0,2,проспект Абая,51.1{i % 10},71.4\n"
         for i in range(n))
+
+
+def query(root: Path, sql: str, params=None) -> list[tuple]:
+    """Read the lake as an analyst does: attached read-only."""
+    con = lake.connect(root, read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()

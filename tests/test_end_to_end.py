@@ -8,13 +8,12 @@ import json
 import os
 import subprocess
 from collections import Counter
-from datetime import date
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import HEADER, accident_rows, land
-from transforms import lake, settings
+from tests.conftest import HEADER, accident_rows, land, query
+from transforms import settings
 from transforms.orchestrate import airflow_env
 
 # Two whole months: the KPI models publish complete months only.
@@ -25,14 +24,6 @@ def make(target: str, root: Path, **variables: str) -> subprocess.CompletedProce
     env = {**os.environ, "QALA_WAREHOUSE": str(root)}
     args = ["make", "-C", str(settings.REPO_ROOT), target, *[f"{k}={v}" for k, v in variables.items()]]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=1800)
-
-
-def query(root: Path, sql: str, params=None):
-    con = lake.connect(root, read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def independent_counts(root: Path) -> tuple[Counter, Counter]:

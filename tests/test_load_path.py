@@ -7,27 +7,17 @@ import hmac
 import subprocess
 import sys
 import textwrap
-from urllib.parse import unquote
 from pathlib import Path
+from urllib.parse import unquote
 
 import duckdb
 import pytest
 
-from tests.conftest import HEADER, accident_rows, land
-from transforms import lake
-from transforms.errors import BadInput
+from tests.conftest import HEADER, accident_rows, land, query
 from transforms.load import LoadFailure, load_files
 from transforms.pseudonymise import hmac_sql
 
 FEED = "safety/road_accidents"
-
-
-def query(root: Path, sql: str, params=None):
-    con = lake.connect(root, read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def test_a_clean_file_is_published_with_its_lineage(warehouse):

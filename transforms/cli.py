@@ -95,8 +95,12 @@ def cmd_run(args) -> int:
     print(f"Loading the history {args.start} .. {last} as ONE run per ingest DAG "
           f"(the daily schedule then takes one day per run) ...", flush=True)
     status = _ingest(domains, args.start, last, "history")
-    cmd_scorecard(args)
     root = _root()
+    if status == 0:
+        cmd_scorecard(args)
+    else:
+        print(f"\nThe run did not finish cleanly: the ledger lines above say which files, and the task logs "
+              f"are in {root / 'state' / 'airflow' / 'logs'} (or make up → Airflow UI).")
     print(f"""
 Where to look:
   lake (DuckLake):   {lake.catalog_path(root)}  (data: {lake.data_path(root)})

@@ -115,7 +115,7 @@ def _checkpoint(root: Path, feed: str):
     # costs about a second, more than validating a day's batch.
     return context.checkpoints.add_or_update(gx.Checkpoint(
         name=table, validation_definitions=[definition], actions=[],
-        result_format={"result_format": "SUMMARY"}))
+        result_format={"result_format": "BASIC"}))
 
 
 def validate(contract: Contract, batch: pd.DataFrame, batch_id: str, root: Path | None = None) -> GateOutcome:

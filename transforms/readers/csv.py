@@ -91,7 +91,7 @@ def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: 
     columns = {name: "VARCHAR" for name in header}
     con.execute("drop table if exists csv_rejects; drop table if exists csv_reject_scans")
     if encoding != "utf-8":
-        con.execute("load encodings")
+        _load_encodings(con)
     con.execute(
         """
         create or replace temp table raw_scan as
@@ -104,6 +104,14 @@ def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: 
     )
     _number_lines(con, path)
     return result
+
+
+def _load_encodings(con: duckdb.DuckDBPyConnection) -> None:
+    """The encodings extension takes over a second to load: once per connection, when needed."""
+    (loaded,) = con.execute(
+        "select loaded from duckdb_extensions() where extension_name = 'encodings'").fetchone()
+    if not loaded:
+        con.execute("load encodings")
 
 
 def _number_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
