@@ -114,7 +114,8 @@ def test_make_ingest_on_an_empty_warehouse_fails_only_the_bad_file(tmp_path):
     port = str(8990 + os.getpid() % 9)
     result = make("ingest", root, DOMAIN="safety", DATE="2025-03-01", QALA_AIRFLOW_PORT=port)
     assert result.returncode != 0
-    assert "b_bad.csv: failed: " in result.stdout and "binary file" in result.stdout
+    assert "1 file(s) failed" in result.stdout
+    assert "✗ landing/safety/road_accidents/2025-03-01/b_bad.csv: [format] binary file" in result.stdout
     assert query(root, "select source_file, status from ops.load_ledger order by 1") == [
         ("landing/safety/road_accidents/2025-03-01/a_good.csv", "published"),
         ("landing/safety/road_accidents/2025-03-01/b_bad.csv", "failed")]

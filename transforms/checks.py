@@ -20,24 +20,26 @@ from transforms.readers import ReadResult
 ROW = "row"
 
 
-def _q(name: str) -> str:
+def ident(name: str) -> str:
+    """A quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
-def _literal(value) -> str:
+def literal(value) -> str:
+    """A SQL literal for a string or number."""
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     return repr(value)
 
 
 def _between(column: str, kwargs: dict) -> str:
-    col = _q(column)
+    col = ident(column)
     low, high = kwargs.get("min_value"), kwargs.get("max_value")
     parts = []
     if low is not None:
-        parts.append(f"{col} {'<=' if kwargs.get('strict_min') else '<'} {_literal(low)}")
+        parts.append(f"{col} {'<=' if kwargs.get('strict_min') else '<'} {literal(low)}")
     if high is not None:
-        parts.append(f"{col} {'>=' if kwargs.get('strict_max') else '>'} {_literal(high)}")
+        parts.append(f"{col} {'>=' if kwargs.get('strict_max') else '>'} {literal(high)}")
     return " or ".join(parts) or "false"
 
 
@@ -46,13 +48,13 @@ def _between(column: str, kwargs: dict) -> str:
 ROW_RULES = {
     "expect_column_values_to_be_between": _between,
     "expect_column_values_to_be_in_set": lambda column, kw: (
-        f"{_q(column)} not in ({', '.join(_literal(v) for v in kw['value_set'])})"),
+        f"{ident(column)} not in ({', '.join(literal(v) for v in kw['value_set'])})"),
     "expect_column_values_to_not_be_in_set": lambda column, kw: (
-        f"{_q(column)} in ({', '.join(_literal(v) for v in kw['value_set'])})"),
+        f"{ident(column)} in ({', '.join(literal(v) for v in kw['value_set'])})"),
     "expect_column_values_to_match_regex": lambda column, kw: (
-        f"not regexp_matches(cast({_q(column)} as varchar), {_literal(kw['regex'])})"),
+        f"not regexp_matches(cast({ident(column)} as varchar), {literal(kw['regex'])})"),
     "expect_column_values_to_not_match_regex": lambda column, kw: (
-        f"regexp_matches(cast({_q(column)} as varchar), {_literal(kw['regex'])})"),
+        f"regexp_matches(cast({ident(column)} as varchar), {literal(kw['regex'])})"),
 }
 
 
@@ -78,27 +80,27 @@ def split(con: duckdb.DuckDBPyConnection, contract: Contract, read: ReadResult, 
     present = set(read.header)
     typed, texts, violations = [], [], []
     for column in contract.columns:
-        text = f"nullif(trim({_q(column.name)}), '')" if column.name in present else f"null::varchar"
-        texts.append(f"{text} as {_q(column.name + '$text')}")
+        text = f"nullif(trim({ident(column.name)}), '')" if column.name in present else f"null::varchar"
+        texts.append(f"{text} as {ident(column.name + '$text')}")
         cast = text if column.type == "VARCHAR" else f"try_cast({text} as {column.type})"
-        typed.append(f"{cast} as {_q(column.name)}")
-        shown = "" if column.name in contract.pii else f" || ', got ' || {_literal(chr(39))} || {_q(column.name + '$text')} || {_literal(chr(39))}"
+        typed.append(f"{cast} as {ident(column.name)}")
+        shown = "" if column.name in contract.pii else f" || ', got ' || {literal(chr(39))} || {ident(column.name + '$text')} || {literal(chr(39))}"
         if column.type != "VARCHAR":
             violations.append(
-                f"case when {_q(column.name + '$text')} is not null and {_q(column.name)} is null "
+                f"case when {ident(column.name + '$text')} is not null and {ident(column.name)} is null "
                 f"then 'type: {column.name} must be {column.type}'{shown} end")
         if column.required:
             violations.append(
-                f"case when {_q(column.name + '$text')} is null then 'required: {column.name} is empty' end")
+                f"case when {ident(column.name + '$text')} is null then 'required: {column.name} is empty' end")
     for expectation in row_expectations(suite):
         column = expectation["kwargs"]["column"]
         condition = ROW_RULES[expectation["type"]](column, expectation["kwargs"])
-        shown = "" if column in contract.pii else f" || ', got ' || cast({_q(column)} as varchar)"
+        shown = "" if column in contract.pii else f" || ', got ' || cast({ident(column)} as varchar)"
         violations.append(
-            f"case when {_q(column)} is not null and ({condition}) "
-            f"then {_literal(rule_label(expectation))}{shown} end")
+            f"case when {ident(column)} is not null and ({condition}) "
+            f"then {literal(rule_label(expectation))}{shown} end")
 
-    key_columns = ", ".join(_q(k) for k in contract.primary_key)
+    key_columns = ", ".join(ident(k) for k in contract.primary_key)
     duplicate = "[]::varchar[]"
     if key_columns:
         window = f"(partition by {key_columns}, len(_violations) = 0 order by _source_line)"
@@ -119,19 +121,19 @@ def split(con: duckdb.DuckDBPyConnection, contract: Contract, read: ReadResult, 
     )
     published = []
     for column in contract.published_columns:
-        published.append(f"{treated_sql(column.name, _q(column.name), contract.pii.get(column.name), key)} as {_q(column.name)}")
+        published.append(f"{treated_sql(column.name, ident(column.name), contract.pii.get(column.name), key)} as {ident(column.name)}")
     con.execute(
         f"create or replace temp table clean as select {', '.join(published)}, _source_line "
         f"from checked where len(_violations) = 0 order by _source_line")
 
     quarantined_text = []
     for column in contract.published_columns:
-        text = _q(column.name + "$text")
+        text = ident(column.name + "$text")
         if contract.pii.get(column.name) == "hash":
             text = hmac_sql(text, key)
         elif contract.pii.get(column.name) == "year":
             text = f"left({text}, 4)"
-        quarantined_text.append(f"{text} as {_q(column.name)}")
+        quarantined_text.append(f"{text} as {ident(column.name)}")
     raw_line = "null::varchar" if contract.pii else "raw_line"
     con.execute(
         f"""

@@ -40,7 +40,7 @@ def _print_ledger(root: Path, run_id: str) -> bool:
     con = lake.connect(root, read_only=True)
     rows = con.execute(
         """select feed, status, count(*) as files, sum(rows_in), sum(rows_published), sum(rows_quarantined),
-                  list(source_file || ': ' || reason) filter (where status <> 'published')
+                  list(reason order by source_file) filter (where status <> 'published')
            from ops.load_ledger where run_id = ? group by all order by all""", [run_id]).fetchall()
     con.close()
     for feed, status, files, rows_in, published, quarantined, problems in rows:

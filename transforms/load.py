@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -47,14 +48,20 @@ def landing_date_of(path: Path) -> date:
     return date.fromisoformat(path.parent.name)
 
 
-def load_files(feed: str, paths: list[Path], run_id: str | None = None, root: Path | None = None) -> list[LedgerRow]:
+def load_files(feed: str, paths: list[Path], run_id: str | None = None, root: Path | None = None,
+               on_batch: Callable[[LedgerRow], None] | None = None) -> list[LedgerRow]:
+    """Load each file as its own batch; `on_batch` hears of each one as soon as it is done."""
     root = root or settings.warehouse_root()
     lake.ensure_lake(root)
     contract = load_contract(feed)
     outcomes: list[gate.GateOutcome] = []
     con = lake.connect(root)
     try:
-        rows = [load_file(con, contract, Path(p), run_id, root, outcomes) for p in paths]
+        rows = []
+        for path in paths:
+            rows.append(load_file(con, contract, Path(path), run_id, root, outcomes))
+            if on_batch:
+                on_batch(rows[-1])
     finally:
         con.close()
         gate.build_data_docs(outcomes, root)
@@ -114,8 +121,8 @@ def _load(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, label:
         # Nothing of a blocked batch reaches silver; its records wait in quarantine for a replay.
         con.execute(f"""create or replace temp table quarantined as
             select * from quarantined union all by name
-            select _source_line, 'gate' as _rule, {checks._literal(reason)} as _reason,
-                   {', '.join(f'cast({checks._q(c.name)} as varchar) as {checks._q(c.name)}' for c in contract.published_columns)}
+            select _source_line, 'gate' as _rule, {checks.literal(reason)} as _reason,
+                   {', '.join(f'cast({checks.ident(c.name)} as varchar) as {checks.ident(c.name)}' for c in contract.published_columns)}
             from clean""")
         row.snapshot_id = _publish(con, contract, row, relations={"quarantine": "quarantined"})
         row.rows_published, row.rows_quarantined = 0, row.rows_in
@@ -133,8 +140,8 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     published_types = {c.name: ("BIGINT" if contract.pii.get(c.name) == "year" else
                                 "VARCHAR" if contract.pii.get(c.name) == "hash" else c.type)
                        for c in contract.published_columns}
-    columns = ", ".join(f"{checks._q(n)} {t}" for n, t in published_types.items())
-    text_columns = ", ".join(f"{checks._q(c.name)} varchar" for c in contract.published_columns)
+    columns = ", ".join(f"{checks.ident(n)} {t}" for n, t in published_types.items())
+    text_columns = ", ".join(f"{checks.ident(c.name)} varchar" for c in contract.published_columns)
     con.execute(f"create table if not exists silver.{contract.table} ({columns}, {LINEAGE_COLUMNS})")
     con.execute(
         f"create table if not exists quarantine.{contract.table} "
@@ -149,8 +156,8 @@ def _publish(con: duckdb.DuckDBPyConnection, contract: Contract, row: LedgerRow,
     """Replace this source file's rows in silver and quarantine, in ONE lake transaction.
     A blocked batch replaces only its quarantine rows: silver stays exactly as it was."""
     ensure_tables(con, contract)
-    lineage = (f"{checks._literal(row.batch_id)} as _batch_id, {checks._literal(row.logical_date.isoformat())}::date as _landing_date, "
-               f"{checks._literal(row.source_file)} as _source_file")
+    lineage = (f"{checks.literal(row.batch_id)} as _batch_id, {checks.literal(row.logical_date.isoformat())}::date as _landing_date, "
+               f"{checks.literal(row.source_file)} as _source_file")
     extra = json.dumps({"batch_id": row.batch_id, "source_file": row.source_file})
 
     def statements() -> None:

@@ -15,9 +15,10 @@ from zoneinfo import ZoneInfo
 from transforms import settings
 from transforms.contract import load_contract
 
-# Each load task pays for a process and for importing Great Expectations (seconds), so a long
-# history is cut into at most this many tasks; a day's few files each get their own.
-MAX_LOAD_TASKS = int(os.environ.get("QALA_MAX_LOAD_TASKS", "4"))
+# Each load task pays for a process and for importing Great Expectations (~13 s), so a long
+# history is cut into at most this many tasks (one per task slot: airflow.cfg parallelism = 2);
+# a day's few files each get their own task.
+MAX_LOAD_TASKS = int(os.environ.get("QALA_MAX_LOAD_TASKS", "2"))
 
 
 def landing_window(conf: dict | None, interval_start: datetime | None, interval_end: datetime | None,
@@ -53,11 +54,12 @@ def landed_files(feed: str, first: date, last: date, root: Path | None = None) -
     return found
 
 
-def group_files(files: list[Path], max_groups: int = MAX_LOAD_TASKS) -> list[list[str]]:
-    """Split files into at most max_groups contiguous groups of near-equal size."""
+def group_files(files: list[Path], first: date, last: date) -> list[list[str]]:
+    """The load tasks of a run: one per file for a single landing day; for a range of days, at
+    most MAX_LOAD_TASKS contiguous groups of near-equal size."""
     if not files:
         return []
-    groups = min(max_groups, len(files))
+    groups = len(files) if first == last else min(MAX_LOAD_TASKS, len(files))
     size, extra = divmod(len(files), groups)
     out, start = [], 0
     for index in range(groups):
