@@ -37,17 +37,22 @@ def cmd_simulate(args) -> int:
 
 
 def _print_ledger(root: Path, run_id: str) -> bool:
-    con = lake.connect(root, read_only=True)
-    rows = con.execute(
-        """select feed, status, count(*) as files, sum(rows_in), sum(rows_published), sum(rows_quarantined),
-                  list(reason order by source_file) filter (where status <> 'published')
-           from ops.load_ledger where run_id = ? group by all order by all""", [run_id]).fetchall()
-    con.close()
-    for feed, status, files, rows_in, published, quarantined, problems in rows:
-        print(f"  {feed}: {files} file(s) {status}: {rows_in:,} rows in = {published:,} published + {quarantined:,} quarantined")
-        for problem in problems or []:
-            print(f"    ✗ {problem}")
-    return all(status == "published" for _, status, *_ in rows)
+    """Per feed and status: files and rows of the run (each file's latest attempt)."""
+    from itertools import groupby
+
+    from transforms.ledger import PUBLISHED, rows_for_run
+
+    rows = rows_for_run(run_id, root=root)
+    for (feed, status), group in groupby(sorted(rows, key=lambda r: (r["feed"], r["status"])),
+                                         key=lambda r: (r["feed"], r["status"])):
+        group = list(group)
+        print(f"  {feed}: {len(group)} file(s) {status}: {sum(r['rows_in'] for r in group):,} rows in = "
+              f"{sum(r['rows_published'] for r in group):,} published + "
+              f"{sum(r['rows_quarantined'] for r in group):,} quarantined")
+        for row in group:
+            if status != PUBLISHED:
+                print(f"    ✗ {row['reason']}")
+    return all(r["status"] == PUBLISHED for r in rows)
 
 
 def _ingest(domains: list[str], first: date, last: date, prefix: str) -> int:

@@ -7,6 +7,7 @@ One function attaches the lake (`connect`); one creates what a fresh warehouse l
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -144,20 +145,35 @@ def write_attach_sql(root: Path) -> Path:
     return path
 
 
-def commit(con: duckdb.DuckDBPyConnection, statements: Callable[[], None], attempts: int = 8) -> None:
-    """Run `statements` as ONE lake transaction, the whole of it again when the SQLite catalog
-    was busy at COMMIT: DuckLake waits on the catalog lock, but SQLite refuses a read-to-write
-    upgrade outright while another writer holds it (duckdb/ducklake#1309). The statements must
-    be idempotent (they replace, never append twice)."""
-    for attempt in range(attempts):
-        con.execute("begin")
+@contextlib.contextmanager
+def writer_lock(root: Path | None = None):
+    """One lake writer at a time among this machine's processes. SQLite serialises commits
+    anyway; waiting for a file lock is orderly where racing for SQLite's lock ends in
+    'database is locked' (duckdb/ducklake#1309). Readers never take it."""
+    path = settings.lake_dir(root) / ".writer.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            statements()
-            con.execute("commit")
-            return
-        except duckdb.Error as error:
-            with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already rolled back
-                con.execute("rollback")
-            if "database is locked" not in str(error) or attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def commit(con: duckdb.DuckDBPyConnection, statements: Callable[[], None], root: Path | None = None,
+           attempts: int = 10) -> None:
+    """Run `statements` as ONE lake transaction under the writer lock, the whole of it again if
+    the SQLite catalog was still busy at COMMIT (a writer that does not take the lock, such as
+    dbt). The statements must be idempotent (they replace, never append twice)."""
+    with writer_lock(root):
+        for attempt in range(attempts):
+            con.execute("begin")
+            try:
+                statements()
+                con.execute("commit")
+                return
+            except duckdb.Error as error:
+                with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already rolled back
+                    con.execute("rollback")
+                if "database is locked" not in str(error) or attempt == attempts - 1:
+                    raise
+                time.sleep(min(0.25 * 2 ** attempt, 4))

@@ -41,7 +41,7 @@ class LedgerRow:
 _COLUMNS = [f.name for f in fields(LedgerRow) if f.name != "gate_results"]
 
 
-def record(con: duckdb.DuckDBPyConnection, row: LedgerRow) -> None:
+def record(con: duckdb.DuckDBPyConnection, row: LedgerRow, root=None) -> None:
     """Append the batch's ledger row and its gate results, in one lake transaction."""
     values = asdict(row)
     gate_rows = [
@@ -57,15 +57,20 @@ def record(con: duckdb.DuckDBPyConnection, row: LedgerRow) -> None:
         if gate_rows:
             con.executemany("insert into ops.gate_results values (?, ?, ?, ?, ?, ?, ?, ?)", gate_rows)
 
-    lake.commit(con, write)
+    lake.commit(con, write, root)
 
 
-def rows_for_run(run_id: str, feed: str, root=None) -> list[dict]:
+def rows_for_run(run_id: str, feed: str | None = None, root=None) -> list[dict]:
+    """The outcome of each file an Airflow run loaded: its latest attempt in that run (a task
+    retry loads a file again; the retry's row is the one that counts)."""
     con = lake.connect(root, read_only=True)
     try:
         cursor = con.execute(
-            "select * from ops.load_ledger where run_id = ? and feed = ? order by source_file",
-            [run_id, feed])
+            """select * from ops.load_ledger
+               where run_id = ? and (feed = ? or ? is null)
+               qualify row_number() over (partition by feed, source_file order by finished_at desc) = 1
+               order by feed, source_file""",
+            [run_id, feed, feed])
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, r)) for r in cursor.fetchall()]
     finally:

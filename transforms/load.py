@@ -39,7 +39,7 @@ class LoadFailure(Exception):
 
     def __str__(self) -> str:
         lines = [f"{len(self.failures)} file(s) not published:"]
-        lines += [f"  {r.source_file}: {r.status}: {r.reason}" for r in self.failures]
+        lines += [f"  {r.status}: {r.reason}" for r in self.failures]  # the reason names the file
         return "\n".join(lines)
 
 
@@ -93,7 +93,7 @@ def load_file(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, ru
         raise
     finally:
         row.finished_at = datetime.now(timezone.utc)
-        record(con, row)
+        record(con, row, root)
     return row
 
 
@@ -124,10 +124,10 @@ def _load(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, label:
             select _source_line, 'gate' as _rule, {checks.literal(reason)} as _reason,
                    {', '.join(f'cast({checks.ident(c.name)} as varchar) as {checks.ident(c.name)}' for c in contract.published_columns)}
             from clean""")
-        row.snapshot_id = _publish(con, contract, row, relations={"quarantine": "quarantined"})
+        row.snapshot_id = _publish(con, contract, row, root, relations={"quarantine": "quarantined"})
         row.rows_published, row.rows_quarantined = 0, row.rows_in
         raise GateBlocked(f"{label}: {reason}" + (f" (Data Docs: {outcome.data_docs})" if outcome.data_docs else ""))
-    row.snapshot_id = _publish(con, contract, row)
+    row.snapshot_id = _publish(con, contract, row, root)
     row.rows_published, row.rows_quarantined = clean, quarantined
     row.status = PUBLISHED
     if quarantined:
@@ -151,7 +151,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
 PUBLISH = {"silver": "clean", "quarantine": "quarantined"}
 
 
-def _publish(con: duckdb.DuckDBPyConnection, contract: Contract, row: LedgerRow,
+def _publish(con: duckdb.DuckDBPyConnection, contract: Contract, row: LedgerRow, root: Path,
              relations: dict[str, str] = PUBLISH) -> int:
     """Replace this source file's rows in silver and quarantine, in ONE lake transaction.
     A blocked batch replaces only its quarantine rows: silver stays exactly as it was."""
@@ -167,7 +167,7 @@ def _publish(con: duckdb.DuckDBPyConnection, contract: Contract, row: LedgerRow,
         con.execute(f"call {settings.LAKE_ALIAS}.set_commit_message('qala', ?, extra_info => ?)",
                     [f"publish {row.batch_id}", extra])
 
-    lake.commit(con, statements)
+    lake.commit(con, statements, root)
     (snapshot,) = con.execute(
         f"select max(snapshot_id) from {settings.LAKE_ALIAS}.snapshots() "
         f"where json_extract_string(commit_extra_info, '$.batch_id') = ?", [row.batch_id]).fetchone()

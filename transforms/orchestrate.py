@@ -105,7 +105,9 @@ class EmbeddedAirflow:
 
     def __enter__(self) -> "EmbeddedAirflow":
         ensure_airflow(self.root)
-        if not self._healthy():
+        if self._healthy():
+            self._check_it_is_ours()
+        else:
             self._check_port_free()
             logs = airflow_home(self.root) / "logs"
             logs.mkdir(parents=True, exist_ok=True)
@@ -138,6 +140,16 @@ class EmbeddedAirflow:
                 raise RuntimeError(
                     f"port {port()} is taken by another program (or another warehouse's Airflow): "
                     f"set QALA_AIRFLOW_PORT to a free port")
+
+    def _check_it_is_ours(self) -> None:
+        """An Airflow already answers on the port: use it only if it is this warehouse's (it
+        accepts this warehouse's admin password); never trigger runs in someone else's."""
+        try:
+            self._request("GET", "/api/v2/dags?limit=1")
+        except RuntimeError:
+            raise RuntimeError(
+                f"port {port()} is served by an Airflow that is not this warehouse's ({self.root}): "
+                f"stop it, or set QALA_AIRFLOW_PORT to a free port") from None
 
     def _healthy(self) -> bool:
         try:
