@@ -82,7 +82,7 @@ def test_bad_records_are_quarantined_with_their_line_and_rule(warehouse):
         (12, "expect_column_values_to_be_in_set(severity)"),
     ]
     reasons = dict(query(warehouse, "select _source_line, _reason from quarantine.safety__road_accidents"))
-    assert "got 'not a date'" in reasons[5]
+    assert 'got "not a date"' in reasons[5]
     assert reasons[6] == "primary key: duplicate of line 3"
     assert "got 60.0" in reasons[8]
 

@@ -80,20 +80,24 @@ def split(con: duckdb.DuckDBPyConnection, contract: Contract, read: ReadResult, 
     present = set(read.header)
     typed, texts, violations = [], [], []
     for column in contract.columns:
-        text = f"nullif(trim({ident(column.name)}), '')" if column.name in present else f"null::varchar"
-        texts.append(f"{text} as {ident(column.name + '$text')}")
+        text_name = ident(column.name + "$text")
+        text = f"nullif(trim({ident(column.name)}), '')" if column.name in present else "null::varchar"
+        texts.append(f"{text} as {text_name}")
         cast = text if column.type == "VARCHAR" else f"try_cast({text} as {column.type})"
         typed.append(f"{cast} as {ident(column.name)}")
-        shown = "" if column.name in contract.pii else f" || ', got ' || {literal(chr(39))} || {ident(column.name + '$text')} || {literal(chr(39))}"
+        # A personal identifier's value never goes into a reason.
+        shown = "" if column.name in contract.pii else f" || ', got \"' || {text_name} || '\"'"
         if column.type != "VARCHAR":
             violations.append(
-                f"case when {ident(column.name + '$text')} is not null and {ident(column.name)} is null "
+                f"case when {text_name} is not null and {ident(column.name)} is null "
                 f"then 'type: {column.name} must be {column.type}'{shown} end")
         if column.required:
-            violations.append(
-                f"case when {ident(column.name + '$text')} is null then 'required: {column.name} is empty' end")
+            violations.append(f"case when {text_name} is null then 'required: {column.name} is empty' end")
     for expectation in row_expectations(suite):
         column = expectation["kwargs"]["column"]
+        if column not in contract.column_names:
+            raise ValueError(f"suite {suite['name']}: {expectation['type']} on {column!r}, "
+                             f"which is not a column of the contract of {contract.feed}")
         condition = ROW_RULES[expectation["type"]](column, expectation["kwargs"])
         shown = "" if column in contract.pii else f" || ', got ' || cast({ident(column)} as varchar)"
         violations.append(
