@@ -78,7 +78,8 @@ def split(con: duckdb.DuckDBPyConnection, contract: Contract, read: ReadResult, 
     """Create temp tables `clean` (typed, pseudonymised: what silver gets) and `quarantined`
     (records that broke a rule, with `_rule` and `_reason`, their fields as text)."""
     present = set(read.header)
-    typed, texts, violations = [], [], []
+    typed, texts = [], []
+    violations: list[tuple[str, str]] = []  # (condition that breaks the rule, reason)
     for column in contract.columns:
         text_name = ident(column.name + "$text")
         text = f"nullif(trim({ident(column.name)}), '')" if column.name in present else "null::varchar"
@@ -88,11 +89,10 @@ def split(con: duckdb.DuckDBPyConnection, contract: Contract, read: ReadResult, 
         # A personal identifier's value never goes into a reason.
         shown = "" if column.name in contract.pii else f" || ', got \"' || {text_name} || '\"'"
         if column.type != "VARCHAR":
-            violations.append(
-                f"case when {text_name} is not null and {ident(column.name)} is null "
-                f"then 'type: {column.name} must be {column.type}'{shown} end")
+            violations.append((f"{text_name} is not null and {ident(column.name)} is null",
+                               f"'type: {column.name} must be {column.type}'{shown}"))
         if column.required:
-            violations.append(f"case when {text_name} is null then 'required: {column.name} is empty' end")
+            violations.append((f"{text_name} is null", f"'required: {column.name} is empty'"))
     for expectation in row_expectations(suite):
         column = expectation["kwargs"]["column"]
         if column not in contract.column_names:
@@ -100,35 +100,31 @@ def split(con: duckdb.DuckDBPyConnection, contract: Contract, read: ReadResult, 
                              f"which is not a column of the contract of {contract.feed}")
         condition = ROW_RULES[expectation["type"]](column, expectation["kwargs"])
         shown = "" if column in contract.pii else f" || ', got ' || cast({ident(column)} as varchar)"
-        violations.append(
-            f"case when {ident(column)} is not null and ({condition}) "
-            f"then {literal(rule_label(expectation))}{shown} end")
+        violations.append((f"{ident(column)} is not null and ({condition})",
+                           f"{literal(rule_label(expectation))}{shown}"))
 
-    key_columns = ", ".join(ident(k) for k in contract.primary_key)
-    duplicate = "[]::varchar[]"
-    if key_columns:
-        window = f"(partition by {key_columns}, len(_violations) = 0 order by _source_line)"
-        duplicate = (f"case when len(_violations) = 0 and row_number() over {window} > 1 then "
-                     f"['primary key: duplicate of line ' || first_value(_source_line) over {window}] "
-                     f"else [] end")
+    # Most records break no rule: the list of broken rules is only built for those that do.
+    any_broken = " or ".join(f"({condition})" for condition, _ in violations) or "false"
+    broken = ", ".join(f"case when {condition} then {message} end" for condition, message in violations)
     con.execute(
         f"""
         create or replace temp table checked as
         with typed as (
             select _source_line, {', '.join(texts)}, {', '.join(typed)} from raw
-        ), judged as (
-            select *, list_filter([{', '.join(violations) or 'null'}], v -> v is not null) as _violations
-            from typed
         )
-        select * exclude (_violations), list_concat(_violations, {duplicate}) as _violations from judged
+        select *, case when {any_broken} then list_filter([{broken}], v -> v is not null)
+                       else []::varchar[] end as _violations
+        from typed
         """
     )
+    if contract.primary_key:
+        _quarantine_duplicate_keys(con, contract)
     published = []
     for column in contract.published_columns:
         published.append(f"{treated_sql(column.name, ident(column.name), contract.pii.get(column.name), key)} as {ident(column.name)}")
     con.execute(
         f"create or replace temp table clean as select {', '.join(published)}, _source_line "
-        f"from checked where len(_violations) = 0 order by _source_line")
+        f"from checked where len(_violations) = 0")
 
     quarantined_text = []
     for column in contract.published_columns:
@@ -150,5 +146,20 @@ def split(con: duckdb.DuckDBPyConnection, contract: Contract, read: ReadResult, 
         select _source_line, 'format' as _rule, reason as _reason, {raw_line} as _raw_line
         from rejected
         order by _source_line
+        """
+    )
+
+
+def _quarantine_duplicate_keys(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
+    """Among records that broke no other rule, the first of a primary key publishes; later ones
+    are quarantined naming the line of the first. A hash aggregate, not a window over the batch."""
+    keys = ", ".join(ident(k) for k in contract.primary_key)
+    match = " and ".join(f"checked.{ident(k)} = first.{ident(k)}" for k in contract.primary_key)
+    con.execute(
+        f"""
+        update checked set _violations = ['primary key: duplicate of line ' || first._first_line]
+        from (select {keys}, min(_source_line) as _first_line from checked
+              where len(_violations) = 0 group by {keys} having count(*) > 1) as first
+        where {match} and len(checked._violations) = 0 and checked._source_line > first._first_line
         """
     )

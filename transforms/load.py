@@ -107,7 +107,8 @@ def _load(con: duckdb.DuckDBPyConnection, contract: Contract, path: Path, label:
     quarantined, = con.execute("select count(*) from quarantined").fetchone()
     row.rows_in = clean + quarantined
 
-    batch = con.execute("select * exclude (_source_line) from clean").df()
+    # Through Arrow: DuckDB's own .df() takes ~10x longer on text columns (pandas 3 strings).
+    batch = con.execute("select * exclude (_source_line) from clean").to_arrow_table().to_pandas()
     outcome = gate.validate(contract, batch, row.batch_id, root)
     outcomes.append(outcome)
     row.gate_results, row.data_docs = outcome.results, outcome.data_docs

@@ -135,7 +135,7 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         "select column_name from duckdb_columns() where table_name = 'raw_scan'").fetchall()]
     if newlines in (records + rejects, records + rejects + 1) and rejects == 0:
         # The common case: one record per line, nothing rejected.
-        con.execute("create or replace temp table raw as select *, rowid + 2 as _source_line from raw_scan")
+        con.execute("create or replace temp view raw as select *, rowid + 2 as _source_line from raw_scan")
         return
     inner_newlines = " + ".join(
         f"coalesce(length(\"{c}\") - length(replace(\"{c}\", chr(10), '')), 0)" for c in text_columns
@@ -144,7 +144,7 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     # rejected record that physically precedes it (an as-of join on positions).
     con.execute(
         f"""
-        create or replace temp table raw as
+        create or replace temp view raw as
         with accepted as (
             select *, rowid as _order, 2 + rowid + coalesce(sum({inner_newlines}) over (
                        order by rowid rows between unbounded preceding and 1 preceding), 0) as _start
