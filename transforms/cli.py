@@ -131,7 +131,7 @@ def cmd_scorecard(args) -> int:
         fmt = lambda v, spec: "—" if v is None else format(v, spec)  # noqa: E731
         actual_text = "suppr." if suppressed else fmt(actual, ".2f")
         print(f"{kpi:7} {name[:24]:24} {period:%Y-%m} {actual_text:>9} {fmt(baseline, '.2f'):>10} "
-              f"{fmt(change, '+.1%'):>8} {fmt(target, '+.0%'):>7}  {status}")
+              f"{fmt(change, '+.1%'):>8} {fmt(target, '+.0%'):>7}  {'suppressed (small count)' if suppressed else status}")
     return 0
 
 
