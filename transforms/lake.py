@@ -59,8 +59,10 @@ def data_path(root: Path | None = None) -> Path:
 
 def attach_statement(root: Path | None = None, read_only: bool = False) -> str:
     # Inlining is a per-session setting, not stored in the catalog: writers always turn it off
-    # so every published row lands in a Parquet file.
-    options = ["READ_ONLY" if read_only else "DATA_INLINING_ROW_LIMIT 0", _CATALOG_OPTIONS]
+    # so every published row lands in a Parquet file. DATA_PATH is stored in the catalog when it
+    # is created; naming it again is harmless.
+    options = (["READ_ONLY"] if read_only else
+               [f"DATA_PATH '{data_path(root)}/'", "DATA_INLINING_ROW_LIMIT 0"]) + [_CATALOG_OPTIONS]
     return (
         f"ATTACH IF NOT EXISTS 'ducklake:sqlite:{catalog_path(root)}' AS {settings.LAKE_ALIAS} "
         f"({', '.join(options)})"
@@ -113,20 +115,12 @@ def ensure_lake(root: Path | None = None) -> None:
     root = root or settings.warehouse_root()
     install_extensions()
     data_path(root).mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
-    con.execute(
-        f"ATTACH IF NOT EXISTS 'ducklake:sqlite:{catalog_path(root)}' AS {settings.LAKE_ALIAS} "
-        f"(DATA_PATH '{data_path(root)}/', DATA_INLINING_ROW_LIMIT 0, {_CATALOG_OPTIONS})"
-    )
-    con.execute(f"USE {settings.LAKE_ALIAS}")
-    existing = {s for (s,) in con.execute(
-        "select schema_name from information_schema.schemata where catalog_name = ?",
-        [settings.LAKE_ALIAS]).fetchall()}
-    for schema in SCHEMAS:
-        if schema not in existing:
-            con.execute(f"create schema {schema}")
-    con.execute(LEDGER_DDL)
-    con.close()
+    with writer_lock(root):  # two first loads of a fresh warehouse may start together
+        con = connect(root)
+        for schema in SCHEMAS:
+            con.execute(f"create schema if not exists {schema}")
+        con.execute(LEDGER_DDL)
+        con.close()
     write_attach_sql(root)
 
 
