@@ -126,6 +126,8 @@ def cmd_scorecard(args) -> int:
     con.close()
     print(f"\nKPI scorecard (marts.kpi_scorecard): latest month per KPI and region\n"
           f"{'KPI':7} {'region':24} {'month':8} {'actual':>9} {'a year ago':>10} {'change':>8} {'target':>7}  status")
+    if not rows:
+        print("(empty: KPIs are published for whole months only, and no month is loaded whole yet)")
     for kpi, _, name, period, actual, baseline, change, target, status, suppressed in rows:
         fmt = lambda v, spec: "—" if v is None else format(v, spec)  # noqa: E731
         actual_text = "suppr." if suppressed else fmt(actual, ".2f")
