@@ -14,10 +14,9 @@ import json
 import duckdb
 
 from transforms.contract import Contract
+from transforms.gate import ROW
 from transforms.pseudonymise import hmac_sql, treated_sql
 from transforms.readers import ReadResult
-
-ROW = "row"
 
 
 def ident(name: str) -> str:

@@ -23,6 +23,7 @@ import pandas as pd
 from transforms import settings
 from transforms.contract import Contract, load_contract
 
+# The severities a suite states in each expectation's meta.severity.
 BLOCK, WARN, ROW = "block", "warn", "row"
 
 
