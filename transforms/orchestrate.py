@@ -12,6 +12,7 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -80,8 +81,13 @@ def ensure_airflow(root: Path) -> str | None:
         fd = os.open(passwords_file(root), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump({ADMIN: created}, handle)
-    if not (home / "airflow.db").exists():
+    database = home / "airflow.db"
+    if not database.exists():
         airflow_cli(root, "db", "migrate", quiet=True)
+        # Write-ahead log: readers (the API server) no longer block the scheduler's writes.
+        # The mode is stored in the file, so every Airflow process gets it.
+        with sqlite3.connect(database) as con:
+            con.execute("pragma journal_mode=wal")
     return created
 
 
@@ -91,6 +97,12 @@ def airflow_cli(root: Path, *args: str, quiet: bool = False) -> subprocess.Compl
     if result.returncode != 0:
         raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout or ''}{result.stderr or ''}")
     return result
+
+
+class AirflowApiError(RuntimeError):
+    def __init__(self, status: int | None, detail: str):
+        super().__init__(detail)
+        self.status = status
 
 
 class EmbeddedAirflow:
@@ -165,17 +177,30 @@ class EmbeddedAirflow:
                                      auth=False)["access_token"]
         return self._call(method, path, body)
 
-    def _call(self, method: str, path: str, body: dict | None, auth: bool = True) -> dict:
+    def _call(self, method: str, path: str, body: dict | None, auth: bool = True,
+              attempts: int = 6) -> dict:
+        """One API call. A 5xx answer (on SQLite, usually a lock held a moment too long by
+        another Airflow process) is retried with back-off; 4xx answers are final."""
         request = urllib.request.Request(
             self.base + path, method=method,
             data=json.dumps(body).encode() if body is not None else None,
             headers={"Content-Type": "application/json",
                      **({"Authorization": f"Bearer {self._token}"} if auth else {})})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as error:
-            raise RuntimeError(f"Airflow API {method} {path}: {error.code} {error.read().decode()[:500]}") from None
+        for attempt in range(1, attempts + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read() or b"{}")
+            except urllib.error.HTTPError as error:
+                detail = f"Airflow API {method} {path}: {error.code} {error.read().decode()[:500]}"
+                if error.code < 500 or attempt == attempts:
+                    raise AirflowApiError(error.code, detail) from None
+            except (urllib.error.URLError, TimeoutError) as error:
+                detail = f"Airflow API {method} {path}: {error}"
+                if attempt == attempts:
+                    raise AirflowApiError(None, detail) from None
+            print(f"{detail}; retrying ({attempt}/{attempts - 1})", file=sys.stderr, flush=True)
+            time.sleep(2 * attempt)
+        raise AssertionError("unreachable")
 
     def _wait(self, ready, seconds: float, what: str):
         deadline = time.monotonic() + seconds
@@ -195,8 +220,14 @@ class EmbeddedAirflow:
         self._wait(parsed, seconds, f"the DAG processor to parse {', '.join(dag_ids)}")
 
     def trigger(self, dag_id: str, conf: dict, run_id: str) -> str:
-        self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns",
-                      {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+        try:
+            self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                          {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+        except AirflowApiError as error:
+            # A retried POST whose first attempt did create the run: the run id is ours and
+            # unique, so "already exists" means it is there.
+            if error.status != 409:
+                raise
         return run_id
 
     def wait_for_run(self, dag_id: str, run_id: str, seconds: float = 3600) -> str:
