@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from transforms.settings import CONTRACTS_DIR
-from transforms.simulate import GENERATORS, simulate
+from transforms.simulate import simulate
+from transforms.simulate.base import DayContext, to_windows_1251
 from transforms.simulate import road_accidents as ra
 from transforms.simulate.world import KZ_LAT, KZ_LON, load_regions
 
@@ -32,7 +33,7 @@ def _fresh_cache():
 def run60(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("run60")
     ra._occurrences.cache_clear()
-    rows = simulate(root, START, DAYS, scale=1.0, seed=42)
+    rows = simulate(root, START, DAYS, scale=1.0, seed=42, defect_rate=0)
     assert set(rows) == {FEED} and rows[FEED] > 0
     return root
 
@@ -92,7 +93,7 @@ def _parse(text: str) -> pl.DataFrame:
 def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path):
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         ra._occurrences.cache_clear()
-        simulate(tmp_path / name, date(2025, 3, 1), 12, seed=seed)
+        simulate(tmp_path / name, date(2025, 3, 1), 12, seed=seed, defect_rate=0.01)
     a, b, c = (_digests(tmp_path / name) for name in "abc")
     assert len(a) == 12
     assert a == b
@@ -104,7 +105,7 @@ def test_a_day_alone_is_byte_identical_to_the_same_day_in_a_run(run60, tmp_path)
     by_encoding = {_encoding(p.read_bytes()): p for p in _files(run60)[10:]}
     for path in by_encoding.values():
         day = date.fromisoformat(path.parent.name)
-        GENERATORS[FEED](tmp_path, day, 1.0, 42)
+        ra.generate_day(DayContext(root=tmp_path, feed=FEED, day=day))
         alone = tmp_path / path.relative_to(run60)
         assert alone.read_bytes() == path.read_bytes()
     assert set(by_encoding) == {"utf-8", "cp1251"}
@@ -153,7 +154,7 @@ def test_places_are_real_regions_inside_kazakhstan(accidents):
 
 def test_streets_survive_csv_quoting_and_are_sometimes_empty(accidents):
     streets = accidents["street"]
-    known = set(ra.STREETS) | {s.translate(ra._RUSSIAN_FORMS) for s in ra.STREETS}
+    known = set(ra.STREETS) | {to_windows_1251(s) for s in ra.STREETS}
     assert set(streets.drop_nulls().unique()) <= known
     assert streets.str.contains(",").any() and streets.str.contains('"').any()
     assert 0.02 < streets.is_null().mean() < 0.09  # 5% empty; sigma ~0.4% at ~3,600 rows
@@ -186,7 +187,7 @@ def test_astana_accidents_fall_16_percent_after_sergek_while_almaty_does_not(tmp
     windows = {2024: date(2024, 3, 1), 2025: date(2025, 3, 1)}
     counts = {}
     for year, start in windows.items():
-        simulate(tmp_path, start, 119, scale=20, seed=42)
+        simulate(tmp_path, start, 119, scale=20, seed=42, defect_rate=0)
         frame = pl.concat(_parse(_decode(p)) for p in _files(tmp_path))
         # Count by occurrence date: late rows from before the window are not the window's.
         occurred = pl.col("occurred_at").dt.date()
@@ -211,7 +212,8 @@ def test_ground_truth_records_the_effect_and_the_run_and_keeps_other_feeds(tmp_p
     assert feed["effects"]["sergek_astana"]["rollout_date"] == "2025-01-01"
     assert feed["effects"]["sergek_astana"]["relative_change"] == -0.16
     assert feed["effects"]["sergek_astana"]["kato_prefix"] == "71"
-    run = {"start": "2025-01-01", "days": 3, "end": "2025-01-03", "scale": 0.5, "seed": 3}
+    run = {"start": "2025-01-01", "days": 3, "end": "2025-01-03", "scale": 0.5, "seed": 3,
+           "defect_rate": 0.002}
     assert feed["run"] == run
     assert not list((tmp_path / "landing").rglob("*.json"))
 

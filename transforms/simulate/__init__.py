@@ -1,28 +1,37 @@
 """Source-system simulator: writes the daily exports the pipeline ingests into landing/.
 
-Each feed has a generator `generate_day(root, day, scale, seed) -> rows` registered in
-GENERATORS, and its ground truth (every parameter of the effects planted in the data) in
-GROUND_TRUTHS. The ground truth goes to `<root>/simulator/ground_truth.json`, outside
-landing/, so it is never ingested: it is what the pipeline's results are checked against.
+Each feed is a module (see `base.py` for the interface): `generate_day(ctx) -> records`
+writes the day's export(s) exactly as the source system delivers them, and `ground_truth()`
+returns every parameter of the effects planted in the data. The ground truth goes to
+`<root>/simulator/ground_truth.json` and the planted defects, file and line, to
+`<root>/simulator/defects/<domain>/<feed>/<day>.jsonl`: outside landing/, so never ingested,
+they are what the pipeline's results are checked against.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import sys
-from collections.abc import Callable
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
+from types import ModuleType
 
 from transforms.settings import simulator_dir
-from transforms.simulate import road_accidents
+from transforms.simulate.base import DayContext, read_defects, write_defects
 
-GENERATORS: dict[str, Callable[[Path, date, float, int], int]] = {
-    road_accidents.FEED: road_accidents.generate_day,
-}
-GROUND_TRUTHS: dict[str, Callable[[], dict]] = {
-    road_accidents.FEED: road_accidents.ground_truth,
-}
+DEFAULT_DEFECT_RATE = 0.002
+_SHARED = {"base", "people", "world"}
+
+
+def feed_modules() -> dict[str, ModuleType]:
+    """feed name ("<domain>/<feed>") -> its generator module: every module of this package that
+    declares a FEED, in feed-name order (the order a day's feeds are generated)."""
+    names = [m.name for m in pkgutil.iter_modules(__path__) if m.name not in _SHARED]
+    modules = [importlib.import_module(f"{__name__}.{name}") for name in names]
+    return dict(sorted((m.FEED, m) for m in modules if hasattr(m, "FEED")))
 
 
 def simulate(
@@ -33,24 +42,37 @@ def simulate(
     seed: int = 42,
     domains: list[str] | None = None,
     progress: bool = False,
+    defect_rate: float = DEFAULT_DEFECT_RATE,
+    params: dict[str, object] | None = None,
 ) -> dict[str, int]:
     """Write `days` days of exports from `start` for the feeds of `domains` (default: all).
 
-    Returns the rows written per feed, e.g. {"safety/road_accidents": 21873}.
+    `params` overrides a feed module's planted-effect parameters ({feed: module.Params(...)}).
+    Returns the records written per feed, e.g. {"safety/road_accidents": 21873}.
     """
     root = Path(root)
-    feeds = _select_feeds(domains)
-    rows = dict.fromkeys(feeds, 0)
+    modules = _select(feed_modules(), domains)
+    rows = dict.fromkeys(modules, 0)
     for i in range(days):
         day = start + timedelta(days=i)
-        for feed in feeds:
-            rows[feed] += GENERATORS[feed](root, day, scale, seed)
+        for feed, module in modules.items():
+            ctx = DayContext(root=root, feed=feed, day=day, scale=scale, seed=seed,
+                             defect_rate=defect_rate, params=(params or {}).get(feed))
+            rows[feed] += module.generate_day(ctx)
+            write_defects(ctx)
         if progress:
             _show_progress(i + 1, days, day)
     end = start + timedelta(days=days - 1)
     run = {"start": start.isoformat(), "days": days, "end": end.isoformat(),
-           "scale": scale, "seed": seed}  # fmt: skip
-    truths = {feed: {**GROUND_TRUTHS[feed](), "run": run, "rows": rows[feed]} for feed in feeds}
+           "scale": scale, "seed": seed, "defect_rate": defect_rate}  # fmt: skip
+    truths = {}
+    for feed, module in modules.items():
+        planted = Counter(d["kind"] for d in read_defects(root, feed)
+                          if start.isoformat() <= d["file"].split("/")[2] <= end.isoformat())
+        truths[feed] = {**module.ground_truth(*([params[feed]] if params and feed in params else [])),
+                        "run": run, "records": rows[feed],
+                        "defects": {"log": f"simulator/defects/{feed}/<YYYY-MM-DD>.jsonl",
+                                    "count_by_kind": dict(sorted(planted.items()))}}  # fmt: skip
     write_ground_truth(root, truths)
     return rows
 
@@ -66,14 +88,14 @@ def write_ground_truth(root: Path, truths: dict[str, dict]) -> Path:
     return path
 
 
-def _select_feeds(domains: list[str] | None) -> list[str]:
+def _select(modules: dict[str, ModuleType], domains: list[str] | None) -> dict[str, ModuleType]:
     if domains is None:
-        return list(GENERATORS)
-    known = {feed.split("/")[0] for feed in GENERATORS}
+        return modules
+    known = {feed.split("/")[0] for feed in modules}
     unknown = set(domains) - known
     if unknown:
         raise ValueError(f"unknown domain(s) {sorted(unknown)}; known: {sorted(known)}")
-    return [feed for feed in GENERATORS if feed.split("/")[0] in domains]
+    return {feed: m for feed, m in modules.items() if feed.split("/")[0] in domains}
 
 
 def _show_progress(done: int, total: int, day: date, width: int = 30) -> None:

@@ -11,13 +11,15 @@ realistic (and awkward) for the pipeline downstream:
   Russian alphabet as the old registers do;
 - street names with commas and quotes, and sometimes no street at all.
 
+- defects at the run's defect rate (see base.DEFECT_KINDS), each logged with file and line:
+  duplicates, missing and impossible values, future times, swapped coordinates, unknown KATO
+  regions, an added or a renamed column, a file cut off mid-record.
+
 Everything is vectorised (numpy draws -> polars frame -> write_csv): no per-row Python.
 """
 
 from __future__ import annotations
 
-import codecs
-import os
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.settings import landing_dir
+from transforms.simulate.base import DayContext, RowDefects, csv_bytes, to_windows_1251, truncate, write_atomic
 from transforms.simulate.world import KZ_LAT, KZ_LON, load_regions, population_shares, rng_for
 
 FEED = "safety/road_accidents"
@@ -120,11 +122,6 @@ STREETS = (
     "проспект Нұрлы жол",
 )
 
-# How the old Windows-1251 registers write Kazakh: the letters that code page lacks are folded
-# to their Russian look-alikes (і/І exist in Windows-1251 and stay).
-_RUSSIAN_FORMS = str.maketrans("әғқңөұүһӘҒҚҢӨҰҮҺ", "агкноуухАГКНОУУХ")
-
-
 @dataclass(frozen=True)
 class Params:
     """The planted effect, overridable (e.g. by a test) without editing the module."""
@@ -133,23 +130,61 @@ class Params:
     astana_effect: float = ASTANA_EFFECT
 
 
-def generate_day(root: Path, day: date, scale: float = 1.0, seed: int = 42,
-                 params: Params = Params()) -> int:  # fmt: skip
-    """Write the register's export for `day`; return the rows written.
+def generate_day(ctx: DayContext) -> int:
+    """Write the register's export for ctx.day; return the records written.
 
-    The export holds the accidents registered that day: those that occurred on `day` and are
-    not late, plus those of the previous MAX_LATE_DAYS days drawn to be late until `day`.
+    The export holds the accidents registered that day: those that occurred on the day and are
+    not late, plus those of the previous MAX_LATE_DAYS days drawn to be late until the day.
     Each occurrence day's accidents come from that day's own random stream, so every accident
     lands in exactly one file and any day regenerates alone to the same bytes.
     """
+    day, params = ctx.day, ctx.params or Params()
     days = [day - timedelta(days=k) for k in range(MAX_LATE_DAYS, -1, -1)]
-    accidents = pl.concat([_occurrences(seed, d, scale, params).lazy() for d in days])
+    accidents = pl.concat([_occurrences(ctx.seed, d, ctx.scale, params).lazy() for d in days])
     registered = accidents.filter(pl.col("delivered") == day.toordinal())
-    encoding = "cp1251" if _is_cp1251_day(seed, day) else "utf-8"
+    encoding = "cp1251" if _is_cp1251_day(ctx.seed, day) else "utf-8"
     frame = _render(registered, encoding)
-    path = landing_dir(DOMAIN, NAME, day, root) / f"{NAME}_{day.isoformat()}.csv"
-    _write_csv(frame, path, encoding)
+    path = ctx.folder() / f"{NAME}_{day.isoformat()}.csv"
+    late = frame["occurred_at"].str.slice(0, 10) != day.isoformat()
+    frame = _plant_defects(ctx, frame, path)
+    data = csv_bytes(frame, encoding, float_precision=5)
+    if encoding != "utf-8":
+        ctx.record(path, "windows_1251", detail="the whole file is Windows-1251 (an old register)")
+    # Late registrations: not an error of the file, but the ground truth lists them.
+    for line in np.flatnonzero(late.to_numpy()) + 2:
+        ctx.record(path, "late_record", int(line), column="occurred_at",
+                   detail="registered after the day it occurred")
+    if ctx.maybe("truncated_file") and frame.height > 1:
+        data, line = truncate(data, ctx.rng("truncate"))
+        ctx.record(path, "truncated_file", line, detail="the transfer stopped inside this record")
+    write_atomic(path, data)
     return frame.height
+
+
+def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """Row defects (one per affected record) then schema drift; each logged with its line."""
+    if ctx.defect_rate <= 0:
+        return frame
+    planter = RowDefects(ctx, frame)
+    planter.replace("missing_required", "kato_code", lambda rng, old: [None] * len(old), share=0.3)
+    planter.replace("missing_required", "severity", lambda rng, old: [None] * len(old), share=0.2)
+    planter.replace("unknown_kato", "kato_code", lambda rng, old: ["99" + v[2:] if v else "991000000"
+                                                                   for v in old], share=0.3)
+    planter.replace("impossible_value", "injured", lambda rng, old: [-(v or 1) for v in old], share=0.3)
+    planter.replace("future_date", "occurred_at",
+                    lambda rng, old: [f"{int(v[:4]) + 1}{v[4:]}" for v in old], share=0.2)
+    # The sign lost on the officer's tablet: a longitude west of Greenwich.
+    planter.replace("outside_kazakhstan", "lon", lambda rng, old: [-v for v in old], share=0.2)
+    planter.duplicate(share=0.5)
+    frame = planter.finish(path)
+    if ctx.maybe("added_column"):
+        frame = frame.with_columns(recorded_by=pl.lit("ДПС-" + str(ctx.rng("drift").integers(100, 999))))
+        ctx.record(path, "added_column", None, column="recorded_by",
+                   detail="the register added a column 'recorded_by' after the last one")
+    elif ctx.maybe("renamed_column"):
+        frame = frame.rename({"kato_code": "kato"})
+        ctx.record(path, "renamed_column", None, column="kato_code", detail="sent as 'kato'")
+    return frame
 
 
 def write_rows(path: Path, day: date, n_rows: int, seed: int = 42,
@@ -160,7 +195,7 @@ def write_rows(path: Path, day: date, n_rows: int, seed: int = 42,
     """
     rng = rng_for(seed, FEED + ":bulk", day)
     counts = rng.multinomial(n_rows, _regions().shares)
-    _write_csv(_render(_draw(rng, day, counts).lazy(), encoding), Path(path), encoding)
+    write_atomic(Path(path), csv_bytes(_render(_draw(rng, day, counts).lazy(), encoding), encoding, 5))
     return n_rows
 
 
@@ -338,15 +373,4 @@ def _street_names(encoding: str) -> tuple[str, ...]:
             name.encode(encoding)
         return STREETS
     except UnicodeEncodeError:
-        return tuple(name.translate(_RUSSIAN_FORMS) for name in STREETS)
-
-
-def _write_csv(frame: pl.DataFrame, path: Path, encoding: str) -> None:
-    """Write via a .part file and rename, so a watcher never picks up half an export."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    if codecs.lookup(encoding).name == "utf-8":
-        frame.write_csv(partial, float_precision=5)
-    else:
-        partial.write_bytes(frame.write_csv(float_precision=5).encode(encoding))
-    os.replace(partial, path)
+        return tuple(to_windows_1251(name) for name in STREETS)
