@@ -9,6 +9,9 @@ START ?= 2024-10-01
 DAYS ?= 400
 SCALE ?= 1.0
 SEED ?= 42
+# Share of records and files given a planted defect (qala simulate's default is 0.002); the demo
+# plants none until the gates handle every kind.
+DEFECTS ?= 0
 DOMAIN ?=
 DATE ?=
 ROWS ?= 2000000
@@ -32,7 +35,7 @@ setup: $(VENV)/.synced dbt_project/target/manifest.json
 
 # --- the main job: simulate DAYS days from START, load them through Airflow, build the KPIs
 run: setup
-	$(BIN)/qala run --start $(START) --days $(DAYS) --scale $(SCALE) --seed $(SEED)
+	$(BIN)/qala run --start $(START) --days $(DAYS) --scale $(SCALE) --seed $(SEED) --defect-rate $(DEFECTS)
 
 # --- one ingest DAG run for one landing day: make ingest DOMAIN=safety DATE=2025-03-01
 ingest: setup

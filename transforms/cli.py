@@ -31,9 +31,10 @@ def cmd_simulate(args) -> int:
     from transforms.simulate import simulate
 
     written = simulate(_root(), args.start, args.days, scale=args.scale, seed=args.seed,
-                       domains=args.domains, progress=True)
+                       domains=args.domains, progress=True, defect_rate=args.defect_rate)
     for feed, rows in written.items():
-        print(f"{feed}: {rows:,} rows over {args.days} day(s) from {args.start}")
+        print(f"{feed}: {rows:,} records over {args.days} day(s) from {args.start}")
+    print(f"ground truth and the planted defects (file, line, kind): {settings.simulator_dir(_root())}")
     return 0
 
 
@@ -166,20 +167,25 @@ def cmd_bench(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from transforms.simulate import DEFAULT_DEFECT_RATE
+
     parser = argparse.ArgumentParser(prog="qala", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def world(p):
+    def world(p, defect_rate: float):
         p.add_argument("--start", type=date.fromisoformat, default=date(2024, 10, 1))
         p.add_argument("--days", type=int, default=400)
-        p.add_argument("--scale", type=float, default=1.0)
+        p.add_argument("--scale", type=float, default=1.0,
+                       help="1.0 = a realistic national day of every source system")
         p.add_argument("--seed", type=int, default=42)
         p.add_argument("--domains", nargs="*", default=None)
+        p.add_argument("--defect-rate", type=float, default=defect_rate,
+                       help=f"share of records (and of files) given a planted defect (default {defect_rate})")
 
     sub.add_parser("init", help="create the warehouse: lake, attach.sql, Airflow state").set_defaults(func=cmd_init)
-    world(p := sub.add_parser("simulate", help="write simulated source exports into landing/"))
+    world(p := sub.add_parser("simulate", help="write simulated source exports into landing/"), DEFAULT_DEFECT_RATE)
     p.set_defaults(func=cmd_simulate)
-    world(p := sub.add_parser("run", help="the main job: simulate, load the history through Airflow, build KPIs"))
+    world(p := sub.add_parser("run", help="the main job: simulate, load the history through Airflow, build KPIs"), 0.0)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("ingest", help="one ingest DAG run for one landing day")
     p.add_argument("--domain", required=True)

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import multiprocessing
+import os
 import pkgutil
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,6 +26,7 @@ from transforms.settings import simulator_dir
 from transforms.simulate.base import DayContext, read_defects, write_defects
 
 DEFAULT_DEFECT_RATE = 0.002
+CHUNK_DAYS = 31
 _SHARED = {"base", "people", "world"}
 
 
@@ -44,24 +48,39 @@ def simulate(
     progress: bool = False,
     defect_rate: float = DEFAULT_DEFECT_RATE,
     params: dict[str, object] | None = None,
+    workers: int | None = None,
 ) -> dict[str, int]:
     """Write `days` days of exports from `start` for the feeds of `domains` (default: all).
 
     `params` overrides a feed module's planted-effect parameters ({feed: module.Params(...)}).
+    `workers` processes share the work (default: one per core); the bytes do not depend on it.
     Returns the records written per feed, e.g. {"safety/road_accidents": 21873}.
     """
     root = Path(root)
     modules = _select(feed_modules(), domains)
     rows = dict.fromkeys(modules, 0)
-    for i in range(days):
-        day = start + timedelta(days=i)
-        for feed, module in modules.items():
-            ctx = DayContext(root=root, feed=feed, day=day, scale=scale, seed=seed,
-                             defect_rate=defect_rate, params=(params or {}).get(feed))
-            rows[feed] += module.generate_day(ctx)
-            write_defects(ctx)
-        if progress:
-            _show_progress(i + 1, days, day)
+    # Work units: one feed over a stretch of days, so a feed's cache of recent days (late
+    # records re-derive earlier days) stays warm; units run in parallel processes.
+    units = [(feed, start + timedelta(days=first), min(CHUNK_DAYS, days - first))
+             for feed in modules for first in range(0, days, CHUNK_DAYS)]  # fmt: skip
+    common = {"root": root, "scale": scale, "seed": seed, "defect_rate": defect_rate}
+    jobs = [(feed, first, n, common, (params or {}).get(feed)) for feed, first, n in units]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    done = 0
+    if workers == 1:
+        results = map(_generate, jobs)
+    else:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_generate, jobs)
+    try:
+        for feed, written, last in results:
+            rows[feed] += written
+            done += 1
+            if progress:
+                _show_progress(done, len(jobs), f"{feed} to {last}")
+    finally:
+        if workers > 1:
+            pool.shutdown(cancel_futures=True)
     end = start + timedelta(days=days - 1)
     run = {"start": start.isoformat(), "days": days, "end": end.isoformat(),
            "scale": scale, "seed": seed, "defect_rate": defect_rate}  # fmt: skip
@@ -75,6 +94,18 @@ def simulate(
                                     "count_by_kind": dict(sorted(planted.items()))}}  # fmt: skip
     write_ground_truth(root, truths)
     return rows
+
+
+def _generate(job: tuple) -> tuple[str, int, date]:
+    """One work unit: `n` days of one feed from `first` (runs in a worker process)."""
+    feed, first, n, common, params = job
+    module = feed_modules()[feed]
+    written = 0
+    for i in range(n):
+        ctx = DayContext(feed=feed, day=first + timedelta(days=i), params=params, **common)
+        written += module.generate_day(ctx)
+        write_defects(ctx)
+    return feed, written, first + timedelta(days=n - 1)
 
 
 def write_ground_truth(root: Path, truths: dict[str, dict]) -> Path:
@@ -98,12 +129,12 @@ def _select(modules: dict[str, ModuleType], domains: list[str] | None) -> dict[s
     return {feed: m for feed, m in modules.items() if feed.split("/")[0] in domains}
 
 
-def _show_progress(done: int, total: int, day: date, width: int = 30) -> None:
+def _show_progress(done: int, total: int, what: str, width: int = 30) -> None:
     if not sys.stderr.isatty() and done != total:
         return  # a log file gets the final line only
     filled = width * done // total
     bar = "#" * filled + "." * (width - filled)
-    sys.stderr.write(f"\rsimulating [{bar}] {done}/{total} {day.isoformat()}")
+    sys.stderr.write(f"\rsimulating [{bar}] {done}/{total} {what[:60]:60}")
     if done == total:
         sys.stderr.write("\n")
     sys.stderr.flush()

@@ -54,6 +54,32 @@ def load_regions() -> tuple[Region, ...]:
     )
 
 
+@dataclass(frozen=True)
+class Town:
+    key: str  # "aqkol", "alatau"
+    kato_code: str
+    kato_prefix: str  # the region it lies in
+    name_en: str
+    name_ru: str
+    population: int
+    centre_lat: float
+    centre_lon: float
+
+
+@lru_cache(maxsize=1)
+def load_towns() -> dict[str, Town]:
+    """The pilot towns (dbt seed `towns`): "aqkol" (Smart Aqkol) and "alatau" (Alatau City)."""
+    keys = {"Aqkol": "aqkol", "Alatau City": "alatau"}
+    with open(SEEDS_DIR / "towns.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {
+        keys[r["name_en"]]: Town(keys[r["name_en"]], r["kato_code"], r["kato_prefix"], r["name_en"],
+                                 r["name_ru"], int(r["population"]), float(r["centre_lat"]),
+                                 float(r["centre_lon"]))  # fmt: skip
+        for r in rows
+    }
+
+
 def population_shares() -> np.ndarray:
     """Each region's share of the national population, in `load_regions()` order."""
     population = np.array([r.population for r in load_regions()], dtype=np.float64)
