@@ -15,6 +15,7 @@ DEFECTS ?= 0
 DOMAIN ?=
 DATE ?=
 ROWS ?= 2000000
+SIM_SCALE ?= 0.1
 
 .PHONY: setup run test ingest up sql bench scorecard clean-warehouse
 
@@ -56,7 +57,7 @@ scorecard: setup
 
 # --- speed and memory against DuckDB's own CSV → Parquet on the same file
 bench: setup
-	$(BIN)/qala bench --rows $(ROWS)
+	$(BIN)/qala bench --rows $(ROWS) --sim-scale $(SIM_SCALE)
 
 test: setup
 	$(BIN)/pytest -q

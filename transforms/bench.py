@@ -1,4 +1,9 @@
-"""`make bench`: Qala's ingest of one large road-accident file against DuckDB's own floor.
+"""`make bench`: the simulator's speed per feed, and Qala's ingest of one large road-accident
+file against DuckDB's own floor.
+
+Simulator: one day of every feed generated alone at two scales (S and 2S): records per second,
+and the bytes written at 2S over the bytes at S (2.0 means size grows linearly with --scale;
+fixed-size reference feeds such as the programme plan stay near 1.0).
 
 The floor is DuckDB reading the same CSV and writing it as Parquet (`COPY ... TO`), in the same
 run on the same machine. Qala's figure is the whole load path of that file: read, row checks,
@@ -18,6 +23,8 @@ from datetime import date
 from pathlib import Path
 
 BENCH_DAY = date(2025, 3, 3)
+# A Wednesday in April: school applications open, heating still on, a full clinic week.
+SIMULATOR_DAY = date(2025, 4, 2)
 
 
 def _duckdb_floor(csv_path: str, out: str) -> dict:
@@ -70,8 +77,38 @@ def _run(kind: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main(rows: int = 2_000_000) -> int:
+def simulator_bench(scale: float, day: date = SIMULATOR_DAY) -> list[dict]:
+    """Generate `day` of every feed alone at `scale` and at 2 x `scale`; time and measure it."""
+    from transforms.simulate import feed_modules
+    from transforms.simulate.base import DayContext
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="qala-simbench-") as tmp:
+        for feed, module in feed_modules().items():
+            measured = {}
+            for factor in (1, 2):
+                root = Path(tmp) / f"{feed.replace('/', '_')}_{factor}"
+                ctx = DayContext(root=root, feed=feed, day=day, scale=scale * factor, seed=42)
+                t = time.perf_counter()
+                records = module.generate_day(ctx)
+                seconds = time.perf_counter() - t
+                size = sum(p.stat().st_size for p in (root / "landing").rglob("*") if p.is_file())
+                measured[factor] = (records, seconds, size)
+            (r1, _, b1), (r2, s2, b2) = measured[1], measured[2]
+            results.append({"feed": feed, "records": r2, "seconds": s2, "records_per_s": r2 / s2,
+                            "mb": b2 / 1e6, "size_ratio": b2 / b1 if b1 else float("nan"),
+                            "records_ratio": r2 / r1 if r1 else float("nan")})
+    return results
+
+
+def main(rows: int = 2_000_000, sim_scale: float = 0.1) -> int:
     from transforms.simulate.road_accidents import write_rows
+
+    print(f"make bench — the simulator: {SIMULATOR_DAY} of each feed, alone, at scale {sim_scale} and {2 * sim_scale}")
+    print(f"  {'feed':34} {'records':>10} {'seconds':>8} {'records/s':>11} {'MB':>8}  size 2S/S")
+    for r in simulator_bench(sim_scale):
+        print(f"  {r['feed']:34} {r['records']:>10,} {r['seconds']:>8.2f} {r['records_per_s']:>11,.0f} "
+              f"{r['mb']:>8.1f}  {r['size_ratio']:.2f}")
 
     with tempfile.TemporaryDirectory(prefix="qala-bench-") as tmp:
         warehouse = Path(tmp) / "warehouse"
@@ -86,7 +123,7 @@ def main(rows: int = 2_000_000) -> int:
         qala = _run("qala", str(csv_path), str(warehouse))
     ratio = qala["seconds"] / floor["seconds"]
     print(f"""
-make bench — safety/road_accidents, one file of {rows:,} rows ({size_mb:.0f} MB CSV), generated in {generated:.1f} s
+make bench — ingest: safety/road_accidents, one file of {rows:,} rows ({size_mb:.0f} MB CSV), generated in {generated:.1f} s
   DuckDB floor (read_csv → Parquet):      {floor['seconds']:7.2f} s   peak memory {floor['peak_rss_mb']:7.0f} MB
   Qala ingest (parse, checks, GX gate,    {qala['seconds']:7.2f} s   peak memory {qala['peak_rss_mb']:7.0f} MB
     publish in one DuckLake transaction)

@@ -94,9 +94,12 @@ def cmd_run(args) -> int:
 
     cmd_init(args)
     last = args.start + timedelta(days=args.days - 1)
-    print(f"Simulating {args.days} days of source exports from {args.start} (scale {args.scale}) ...", flush=True)
+    # Simulate the domains that have ingest DAGs (feeds with a contract), unless told otherwise.
+    domains = args.domains or sorted({feed.split("/")[0] for feed in all_feeds()})
+    args.domains = domains
+    print(f"Simulating {args.days} days of source exports from {args.start} (scale {args.scale}, "
+          f"domains {', '.join(domains)}) ...", flush=True)
     cmd_simulate(args)
-    domains = sorted({feed.split("/")[0] for feed in all_feeds()})
     print(f"Loading the history {args.start} .. {last} as ONE run per ingest DAG "
           f"(the daily schedule then takes one day per run) ...", flush=True)
     status = _ingest(domains, args.start, last, "history")
@@ -163,7 +166,7 @@ def cmd_airflow(args) -> int:
 def cmd_bench(args) -> int:
     from transforms.bench import main as bench
 
-    return bench(rows=args.rows)
+    return bench(rows=args.rows, sim_scale=args.sim_scale)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_airflow)
     p = sub.add_parser("bench", help="ingest speed and memory vs DuckDB's own CSV → Parquet")
     p.add_argument("--rows", type=int, default=2_000_000)
+    p.add_argument("--sim-scale", type=float, default=0.1,
+                   help="the simulator is timed at this scale and at twice it")
     p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     return args.func(args)
