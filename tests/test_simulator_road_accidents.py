@@ -33,7 +33,7 @@ def _fresh_cache():
 def run60(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("run60")
     ra._occurrences.cache_clear()
-    rows = simulate(root, START, DAYS, scale=1.0, seed=42, defect_rate=0)
+    rows = simulate(root, START, DAYS, scale=1.0, seed=42, defect_rate=0, feeds=[FEED])
     assert set(rows) == {FEED} and rows[FEED] > 0
     return root
 
@@ -93,7 +93,7 @@ def _parse(text: str) -> pl.DataFrame:
 def test_same_seed_gives_identical_bytes_and_another_seed_differs(tmp_path):
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         ra._occurrences.cache_clear()
-        simulate(tmp_path / name, date(2025, 3, 1), 12, seed=seed, defect_rate=0.01)
+        simulate(tmp_path / name, date(2025, 3, 1), 12, seed=seed, defect_rate=0.01, feeds=[FEED])
     a, b, c = (_digests(tmp_path / name) for name in "abc")
     assert len(a) == 12
     assert a == b
@@ -187,7 +187,7 @@ def test_astana_accidents_fall_16_percent_after_sergek_while_almaty_does_not(tmp
     windows = {2024: date(2024, 3, 1), 2025: date(2025, 3, 1)}
     counts = {}
     for year, start in windows.items():
-        simulate(tmp_path, start, 119, scale=20, seed=42, defect_rate=0)
+        simulate(tmp_path, start, 119, scale=20, seed=42, defect_rate=0, feeds=[FEED])
         frame = pl.concat(_parse(_decode(p)) for p in _files(tmp_path))
         # Count by occurrence date: late rows from before the window are not the window's.
         occurred = pl.col("occurred_at").dt.date()
@@ -205,7 +205,7 @@ def test_ground_truth_records_the_effect_and_the_run_and_keeps_other_feeds(tmp_p
     path = tmp_path / "simulator" / "ground_truth.json"
     path.parent.mkdir()
     path.write_text(json.dumps({"other/feed": {"x": 1}}), encoding="utf-8")
-    simulate(tmp_path, date(2025, 1, 1), 3, scale=0.5, seed=3)
+    simulate(tmp_path, date(2025, 1, 1), 3, scale=0.5, seed=3, feeds=[FEED])
     truth = json.loads(path.read_text(encoding="utf-8"))
     assert truth["other/feed"] == {"x": 1}
     feed = truth[FEED]

@@ -145,8 +145,9 @@ def generate_day(ctx: DayContext) -> int:
     encoding = "cp1251" if _is_cp1251_day(ctx.seed, day) else "utf-8"
     frame = _render(registered, encoding)
     path = ctx.folder() / f"{NAME}_{day.isoformat()}.csv"
-    late = frame["occurred_at"].str.slice(0, 10) != day.isoformat()
     frame = _plant_defects(ctx, frame, path)
+    # After the defects: duplicates shift lines, and a future date is not a late row.
+    late = frame["occurred_at"].str.slice(0, 10) < day.isoformat()
     data = csv_bytes(frame, encoding, float_precision=5)
     if encoding != "utf-8":
         ctx.record(path, "windows_1251", detail="the whole file is Windows-1251 (an old register)")
