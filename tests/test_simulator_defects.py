@@ -58,7 +58,13 @@ def test_no_defects_at_rate_zero_except_the_logged_features_of_real_sources(tmp_
 
 
 def test_every_logged_defect_is_where_the_log_says(run, defects):
-    problems = [f"{d}: {why}" for d in defects if (why := _check(run, d))]
+    # File by file, so each file is read and split once.
+    ordered = sorted(defects, key=lambda d: (d["file"], d.get("member") or ""))
+    # A row defect in a file whose column was also renamed is found under the new name.
+    for d in defects:
+        if d["kind"] == "renamed_column" and (new := re.search(r"'([^']+)'", d.get("detail", ""))):
+            RENAMED[(d["file"], d.get("member"), d["column"])] = new.group(1)
+    problems = [f"{d}: {why}" for d in ordered if (why := _check(run, d))]
     assert not problems, "\n".join(problems[:20])
 
 
@@ -72,6 +78,11 @@ def _bytes(root: Path, file: str, member: str | None) -> bytes:
         return data
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return archive.read(member)
+
+
+@lru_cache(maxsize=64)
+def _lines(root: Path, file: str, member: str | None) -> list[str]:
+    return _text(_bytes(root, file, member)).split("\n")
 
 
 def _text(data: bytes) -> str:
@@ -121,9 +132,9 @@ def _record_values(root: Path, d: dict) -> list | None:
         _, records = _csv_records(root, file, member)
         if line not in records:
             return None
-        value = records[line].get(d["column"])
-        return [value]
-    lines = _text(_bytes(root, file, member)).split("\n")
+        column = RENAMED.get((file, member, d["column"]), d["column"])
+        return [records[line].get(column)]
+    lines = _lines(root, file, member)
     try:
         record = _json_line(lines[line - 1])
     except json.JSONDecodeError:
@@ -134,6 +145,7 @@ def _record_values(root: Path, d: dict) -> list | None:
 
 # --- the checks --------------------------------------------------------------------------------
 
+RENAMED: dict[tuple, str] = {}  # (file, member, original column) -> the name it was sent under
 _REPLACED = re.compile(r"^(?P<column>[\w.\[\]]+): (?P<old>.*) -> (?P<new>.*)$")
 PREFIXES = {r.kato_prefix for r in load_regions()}
 
@@ -168,7 +180,7 @@ def _check(root: Path, d: dict) -> str | None:
         if d["column"] in header or not new or new.group(1) not in header:
             return f"header {header}"
         return None
-    text_lines = _text(data).split("\n")
+    text_lines = _lines(root, file, member)
     if line is None or not 1 <= line <= len(text_lines):
         return "line out of range"
     if kind == "invalid_json":

@@ -31,7 +31,8 @@ def cmd_simulate(args) -> int:
     from transforms.simulate import simulate
 
     written = simulate(_root(), args.start, args.days, scale=args.scale, seed=args.seed,
-                       domains=args.domains, progress=True, defect_rate=args.defect_rate)
+                       domains=args.domains, progress=True, defect_rate=args.defect_rate,
+                       feeds=getattr(args, "feeds", None))
     for feed, rows in written.items():
         print(f"{feed}: {rows:,} records over {args.days} day(s) from {args.start}")
     print(f"ground truth and the planted defects (file, line, kind): {settings.simulator_dir(_root())}")
@@ -94,11 +95,11 @@ def cmd_run(args) -> int:
 
     cmd_init(args)
     last = args.start + timedelta(days=args.days - 1)
-    # Simulate the domains that have ingest DAGs (feeds with a contract), unless told otherwise.
-    domains = args.domains or sorted({feed.split("/")[0] for feed in all_feeds()})
-    args.domains = domains
-    print(f"Simulating {args.days} days of source exports from {args.start} (scale {args.scale}, "
-          f"domains {', '.join(domains)}) ...", flush=True)
+    # Simulate what the ingest DAGs load: the feeds that have a contract.
+    args.feeds = [f for f in all_feeds() if not args.domains or f.split("/")[0] in args.domains]
+    domains = sorted({feed.split("/")[0] for feed in args.feeds})
+    print(f"Simulating {args.days} days of source exports from {args.start} (scale {args.scale}; "
+          f"{', '.join(args.feeds)}) ...", flush=True)
     cmd_simulate(args)
     print(f"Loading the history {args.start} .. {last} as ONE run per ingest DAG "
           f"(the daily schedule then takes one day per run) ...", flush=True)

@@ -228,6 +228,8 @@ def truncate(data: bytes, rng: np.random.Generator) -> tuple[bytes, int]:
         return data, len(lines)
     last = lines[-1]
     keep = max(1, int(len(last) * rng.uniform(0.2, 0.8)))
+    while keep > 1 and last[keep] & 0xC0 == 0x80:  # not inside a UTF-8 character
+        keep -= 1
     return b"\n".join(lines[:-1]) + b"\n" + last[:keep], len(lines)
 
 
