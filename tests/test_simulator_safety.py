@@ -385,3 +385,21 @@ def _check_defect(root: Path, d: dict) -> None:
 def test_no_defects_but_late_uploads_at_rate_zero(run):
     kinds = {d["kind"] for d in read_defects(run) if d["feed"] in (cr.FEED, sv.FEED)}
     assert kinds == {"late_record"}
+
+
+def test_the_cli_moves_the_sergek_rollout_in_every_feed_that_depends_on_it(tmp_path, monkeypatch):
+    """`qala simulate --sergek-rollout` reaches the accidents, the register and the violations."""
+    import json as _json
+
+    from transforms.cli import main
+
+    monkeypatch.setenv("QALA_WAREHOUSE", str(tmp_path))
+    assert main(["simulate", "--start", "2025-06-01", "--days", "1", "--scale", "0.01",
+                 "--domains", "safety", "--defect-rate", "0", "--sergek-rollout", "2026-01-01"]) == 0
+    truth = _json.loads((tmp_path / "simulator" / "ground_truth.json").read_text(encoding="utf-8"))
+    assert truth["safety/road_accidents"]["effects"]["sergek_astana"]["rollout_date"] == "2026-01-01"
+    assert "2026-01-01" in _json.dumps(truth["safety/camera_registry"])
+    assert "2026-01-01" in _json.dumps(truth["safety/sergek_violations"])
+    registry = (tmp_path / "landing" / "safety" / "camera_registry" / "2025-06-01").glob("*.csv")
+    text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in registry)
+    assert "Astana" not in text and "Астана" not in text  # no Astana camera before the rollout

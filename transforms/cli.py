@@ -28,11 +28,12 @@ def cmd_init(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from transforms.simulate import simulate
+    from transforms.simulate import sergek_params, simulate
 
     written = simulate(_root(), args.start, args.days, scale=args.scale, seed=args.seed,
                        domains=args.domains, progress=True, defect_rate=args.defect_rate,
-                       feeds=getattr(args, "feeds", None))
+                       feeds=getattr(args, "feeds", None),
+                       params=sergek_params(args.sergek_rollout) if args.sergek_rollout else None)
     for feed, rows in written.items():
         print(f"{feed}: {rows:,} records over {args.days} day(s) from {args.start}")
     print(f"ground truth and the planted defects (file, line, kind): {settings.simulator_dir(_root())}")
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="1.0 = a realistic national day of every source system")
         p.add_argument("--seed", type=int, default=42)
         p.add_argument("--domains", nargs="*", default=None)
+        p.add_argument("--sergek-rollout", type=date.fromisoformat, default=None,
+                       help="the day Astana's Sergek cameras go live (default 2025-01-01)")
         p.add_argument("--defect-rate", type=float, default=defect_rate,
                        help=f"share of records (and of files) given a planted defect (default {defect_rate})")
 

@@ -102,6 +102,17 @@ def simulate(
     return rows
 
 
+def sergek_params(rollout: date) -> dict[str, object]:
+    """The `params` that move the Sergek rollout in Astana, in every feed that depends on it:
+    the accident register (the fall), the camera register (the installs) and the violations."""
+    from transforms.simulate import camera_registry, road_accidents, sergek_violations
+
+    cameras = camera_registry.Params(sergek_rollout=rollout)
+    return {road_accidents.FEED: road_accidents.Params(sergek_rollout=rollout),
+            camera_registry.FEED: cameras,
+            sergek_violations.FEED: sergek_violations.Params(cameras=cameras)}  # fmt: skip
+
+
 def _generate(job: tuple) -> tuple[str, int, date]:
     """One work unit: `n` days of one feed from `first` (runs in a worker process)."""
     feed, first, n, common, params = job
