@@ -256,3 +256,18 @@ def _check_protobuf(data: bytes, d: dict) -> str | None:
         return "parses whole"
     record = d.get("record")
     return None if record is not None and 0 <= record < len(message.entity) else "no such entity"
+
+
+def test_truncation_never_splits_a_utf8_character_but_may_cut_any_windows_1251_byte():
+    import numpy as np
+
+    from transforms.simulate.base import truncate
+
+    data = ("id,name\n1,Әлихан\n" + "Құдайберген Әбдіқадыров Ұзақбаев\n").encode("utf-8")
+    for seed in range(200):
+        cut, line = truncate(data, np.random.default_rng(seed))
+        assert line == 3 and not cut.endswith(b"\n")
+        cut.decode("utf-8")  # raises if a character was split
+    cp1251 = data.decode("utf-8").translate(str.maketrans("ӘҚҰәқұ", "АКУакУ")).encode("cp1251")
+    lengths = {len(truncate(cp1251, np.random.default_rng(seed), "cp1251")[0]) for seed in range(200)}
+    assert len(lengths) > 10  # every byte is a character: the cut lands anywhere in the line

@@ -211,9 +211,9 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> pl.DataF
     if ctx.defect_rate <= 0:
         return frame
     planter = RowDefects(ctx, frame)
-    planter.replace("invalid_iin", "investor_bin", lambda rng, old: people.break_check_digit(old).tolist())
+    planter.break_iin("investor_bin")
     planter.replace("impossible_value", "disbursed_kzt", lambda rng, old: [-(v or 1_000_000) for v in old])
-    planter.replace("missing_required", "investor_bin", lambda rng, old: [None] * len(old))
+    planter.blank("investor_bin")
     planter.duplicate()
     frame = planter.finish(path)
     if ctx.maybe("added_column"):

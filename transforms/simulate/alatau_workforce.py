@@ -270,11 +270,9 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> pl.DataF
         return frame
     planter = RowDefects(ctx, frame)
     is_citizen = frame["employee_iin"].is_not_null().to_numpy()
-    planter.replace("invalid_iin", "employee_iin", lambda rng, old: people.break_check_digit(old).tolist(),
-                    share=0.7, eligible=is_citizen)
-    planter.replace("invalid_iin", "employer_bin", lambda rng, old: people.break_check_digit(old).tolist(),
-                    share=0.3)
-    planter.replace("missing_required", "citizenship", lambda rng, old: [None] * len(old))
+    planter.break_iin("employee_iin", share=0.7, eligible=is_citizen)
+    planter.break_iin("employer_bin", share=0.3)
+    planter.blank("citizenship")
     planter.duplicate()
     frame = planter.finish(path)
     if ctx.maybe("added_column"):

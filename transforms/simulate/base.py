@@ -36,6 +36,7 @@ import numpy as np
 import polars as pl
 
 from transforms.settings import landing_dir, simulator_dir
+from transforms.simulate.people import break_check_digit
 from transforms.simulate.world import rng_for
 
 DEFECT_KINDS = {
@@ -130,7 +131,7 @@ class RowDefects:
     they copy, so every line number is the line in the written file.
 
         planter = RowDefects(ctx, frame)
-        planter.replace("missing_required", "kato_code", lambda rng, old: [None] * len(old))
+        planter.blank("kato_code")
         planter.duplicate()
         frame = planter.finish(path, header_lines=1)
     """
@@ -164,6 +165,15 @@ class RowDefects:
                            for r, o, n in zip(rows, old, new.to_list(), strict=True)]  # fmt: skip
         return rows
 
+    def blank(self, column: str, share: float = 1.0, **kwargs) -> np.ndarray:
+        """A required field sent empty (`missing_required`)."""
+        return self.replace("missing_required", column, lambda rng, old: [None] * len(old), share, **kwargs)
+
+    def break_iin(self, column: str, share: float = 1.0, **kwargs) -> np.ndarray:
+        """An IIN or BIN with a wrong check digit (`invalid_iin`)."""
+        return self.replace("invalid_iin", column, lambda rng, old: break_check_digit(old).tolist(), share,
+                            **kwargs)
+
     def duplicate(self, share: float = 1.0) -> np.ndarray:
         """Send some records twice: each copy right after its original."""
         rows = self.pick(share)
@@ -188,6 +198,14 @@ class RowDefects:
             self.ctx.record(path, "duplicate_record", header_lines + copy + 1,
                             detail=f"same record as line {header_lines + original + 1}")
         return self.frame
+
+
+def by_region(frame: pl.DataFrame, regions: int) -> list[pl.DataFrame]:
+    """The rows of each region (an integer `region` column in load_regions() order), in their
+    order, without the region column: one frame per region, empty where it has no rows."""
+    parts = frame.partition_by("region", as_dict=True, include_key=False) if frame.height else {}
+    empty = frame.drop("region").clear()
+    return [parts.get((i,), empty) for i in range(regions)]
 
 
 # --- writers ---------------------------------------------------------------------------------
@@ -218,18 +236,24 @@ def jsonl_bytes(frame: pl.DataFrame) -> bytes:
     return frame.write_ndjson().encode("utf-8")
 
 
-def truncate(data: bytes, rng: np.random.Generator) -> tuple[bytes, int]:
+def truncate(data: bytes, rng: np.random.Generator, encoding: str = "utf-8") -> tuple[bytes, int]:
     """Cut `data` inside its last record, as a transfer that died would.
 
-    Returns the bytes kept and the (1-based) line number of the partial last line.
+    In UTF-8 the cut falls between characters (a cut inside one would make the file
+    undecodable, not truncated); in a one-byte code page such as Windows-1251 every byte is a
+    character. Returns the bytes kept and the (1-based) line number of the partial last line.
     """
     lines = data.rstrip(b"\n").split(b"\n")
     if len(lines) < 2:
         return data, len(lines)
     last = lines[-1]
     keep = max(1, int(len(last) * rng.uniform(0.2, 0.8)))
-    while keep > 1 and last[keep] & 0xC0 == 0x80:  # not inside a UTF-8 character
-        keep -= 1
+    if codecs.lookup(encoding).name == "utf-8":
+        inside = lambda k: k < len(last) and last[k] & 0xC0 == 0x80  # noqa: E731 - a continuation byte
+        while keep > 1 and inside(keep):
+            keep -= 1
+        while inside(keep):  # the line starts with a multi-byte character: keep it whole
+            keep += 1
     return b"\n".join(lines[:-1]) + b"\n" + last[:keep], len(lines)
 
 

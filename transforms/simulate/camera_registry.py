@@ -255,8 +255,8 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> pl.DataF
     if ctx.defect_rate <= 0:
         return frame
     planter = RowDefects(ctx, frame)
-    planter.replace("missing_required", "kato_code", lambda rng, old: [None] * len(old), share=0.5)
-    planter.replace("missing_required", "installed_on", lambda rng, old: [None] * len(old), share=0.5)
+    planter.blank("kato_code", share=0.5)
+    planter.blank("installed_on", share=0.5)
     # The sign lost in a hand-edited row: a longitude west of Greenwich.
     planter.replace("outside_kazakhstan", "lon", lambda rng, old: [-v for v in old], share=0.5)
     planter.duplicate()

@@ -222,7 +222,7 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> tuple[pl
     if ctx.defect_rate <= 0:
         return frame, "utf-8"
     planter = RowDefects(ctx, frame)
-    planter.replace("missing_required", "responsible_ministry", lambda rng, old: [None] * len(old))
+    planter.blank("responsible_ministry")
     planter.duplicate()
     frame = planter.finish(path)
     if ctx.maybe("added_column"):

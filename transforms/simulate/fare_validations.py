@@ -414,9 +414,8 @@ def _plant_row_defects(ctx: DayContext, frame: pl.DataFrame, path: Path, key: st
     if ctx.defect_rate <= 0:
         return frame
     planter = RowDefects(ctx, frame, stream=f"row-defects:{key}")
-    empty = lambda rng, old: [None] * len(old)  # noqa: E731
-    planter.replace("missing_required", "route_id", empty, share=DEFECT_SHARES["missing_route"])
-    planter.replace("missing_required", "card_id", empty, share=DEFECT_SHARES["missing_card"])
+    planter.blank("route_id", share=DEFECT_SHARES["missing_route"])
+    planter.blank("card_id", share=DEFECT_SHARES["missing_card"])
     planter.replace("impossible_value", "amount_kzt", lambda rng, old: [-(v or FARE_KZT[key]) for v in old],
                     share=DEFECT_SHARES["negative_amount"])  # fmt: skip
     planter.replace("future_date", "validated_at", lambda rng, old: [f"{int(v[:4]) + 1}{v[4:]}" for v in old],

@@ -70,8 +70,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate.base import DayContext, RowDefects, to_windows_1251, truncate, write_atomic
-from transforms.simulate.people import break_check_digit, people
+from transforms.simulate.base import DayContext, RowDefects, by_region, to_windows_1251, truncate, write_atomic
+from transforms.simulate.people import people
 from transforms.simulate.world import load_regions, population_shares, rng_for
 
 FEED = "education/kindergarten_queue"
@@ -134,7 +134,7 @@ def generate_day(ctx: DayContext) -> int:
     events = _render(_events_on(batches, today).sort("event_at", "event_id"))
     prefixes = [r.kato_prefix for r in load_regions()]
     paths = [ctx.folder() / f"queue_events_{prefix}_{ctx.day.isoformat()}.csv" for prefix in prefixes]
-    parts = _by_region(events, len(prefixes))
+    parts = by_region(events, len(prefixes))
     if ctx.defect_rate > 0:
         parts = [_plant(ctx, part, path, prefix)
                  for part, path, prefix in zip(parts, paths, prefixes, strict=True)]  # fmt: skip
@@ -352,21 +352,15 @@ def _render(events: pl.DataFrame) -> pl.DataFrame:
     ).select("region", *COLUMNS)
 
 
-def _by_region(frame: pl.DataFrame, regions: int) -> list[pl.DataFrame]:
-    """The rows of each region (load_regions() order), in time order, without the region column."""
-    parts = frame.partition_by("region", as_dict=True, include_key=False) if frame.height else {}
-    empty = frame.drop("region").clear()
-    return [parts.get((i,), empty) for i in range(regions)]
-
 
 def _plant(ctx: DayContext, frame: pl.DataFrame, path: Path, prefix: str) -> pl.DataFrame:
     """One regional file's record defects, logged with their lines."""
     if frame.height == 0:
         return frame
     planter = RowDefects(ctx, frame, stream="row-defects:" + prefix)
-    planter.replace("invalid_iin", "child_iin", _broken_iins, share=0.3)
-    planter.replace("missing_required", "child_iin", _empty, share=0.15)
-    planter.replace("missing_required", "kato_code", _empty, share=0.15)
+    planter.break_iin("child_iin", share=0.3)
+    planter.blank("child_iin", share=0.15)
+    planter.blank("kato_code", share=0.15)
     # Born 8 years later: after the event. Born 9 years earlier: 9 or older at the event.
     planter.replace("impossible_value", "child_birth_date", _years_shifted(8), share=0.15)
     planter.replace("impossible_value", "child_birth_date", _years_shifted(-9), share=0.1)
@@ -393,8 +387,7 @@ def _write(ctx: DayContext, path: Path, prefix: str, data: bytes, rows: int) -> 
     cut = ctx.defect_rate > 0 and rows > 1 and (
         ctx.rng("file-defect:truncated_file:" + prefix).random() < ctx.defect_rate / 2)
     if cut:
-        # Windows-1251 has one byte a character: any byte is a character boundary.
-        data, line = (truncate if legacy else _cut_between_characters)(data, ctx.rng("truncate:" + prefix))
+        data, line = truncate(data, ctx.rng("truncate:" + prefix), "cp1251" if legacy else "utf-8")
         # The cut line is no longer a record: whatever else was logged on it cannot be checked there.
         relative = ctx.relative(path)
         ctx.defects[:] = [d for d in ctx.defects if not (d.file == relative and d.line == line)]
@@ -402,22 +395,7 @@ def _write(ctx: DayContext, path: Path, prefix: str, data: bytes, rows: int) -> 
     write_atomic(path, data)
 
 
-def _cut_between_characters(data: bytes, rng: np.random.Generator) -> tuple[bytes, int]:
-    """base.truncate, moved back to the end of the last whole UTF-8 character (a transfer stops
-    between bytes, but a cut inside a character would make the file undecodable, not truncated)."""
-    cut, line = truncate(data, rng)
-    start = cut.rfind(b"\n") + 1
-    last = cut[start:].decode("utf-8", errors="ignore").encode("utf-8")
-    whole = data[start:].split(b"\n", 1)[0].decode("utf-8")
-    return cut[:start] + (last or whole[0].encode("utf-8")), line
 
-
-def _broken_iins(rng: np.random.Generator, old: list) -> list:
-    return list(break_check_digit(np.array(old, dtype="U12")))
-
-
-def _empty(rng: np.random.Generator, old: list) -> list:
-    return [None] * len(old)
 
 
 def _years_shifted(years: int):

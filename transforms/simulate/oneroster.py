@@ -93,7 +93,7 @@ import polars as pl
 
 from transforms.settings import LOCAL_TZ
 from transforms.simulate.base import DayContext, RowDefects, truncate, write_atomic
-from transforms.simulate.people import KAZAKH_SURNAMES, bin_, break_check_digit, people
+from transforms.simulate.people import KAZAKH_SURNAMES, bin_, people
 from transforms.simulate.world import load_regions, population_shares, rng_for
 
 FEED = "education/oneroster"
@@ -679,9 +679,9 @@ def _member_bytes(ctx: DayContext, path: Path, name: str, frame: pl.DataFrame, r
     if ctx.defect_rate > 0 and name in ("users", "enrollments") and frame.height:
         planter = RowDefects(where, frame, stream=f"row-defects:{name}")
         if name == "users":
-            planter.replace("invalid_iin", "identifier", _broken_iins, share=0.5 * rarity)
-            planter.replace("missing_required", "familyName", _empty, share=0.3 * rarity)
-            planter.replace("missing_required", "sourcedId", _empty, share=0.2 * rarity)
+            planter.break_iin("identifier", share=0.5 * rarity)
+            planter.blank("familyName", share=0.3 * rarity)
+            planter.blank("sourcedId", share=0.2 * rarity)
         planter.duplicate(share=0.5 * rarity)
         frame = planter.finish(path)
         if name == "users":
@@ -690,7 +690,7 @@ def _member_bytes(ctx: DayContext, path: Path, name: str, frame: pl.DataFrame, r
     cut = ctx.defect_rate > 0 and frame.height > 1 and (
         ctx.rng(f"file-defect:truncated_file:{name}").random() < ctx.defect_rate / 2)
     if cut:
-        data, line = _cut_between_characters(data, ctx.rng(f"truncate:{name}"))
+        data, line = truncate(data, ctx.rng(f"truncate:{name}"))
         # The cut line is no longer a record: whatever else was logged on it cannot be checked there.
         relative = ctx.relative(path)
         ctx.defects[:] = [d for d in ctx.defects
@@ -699,22 +699,7 @@ def _member_bytes(ctx: DayContext, path: Path, name: str, frame: pl.DataFrame, r
     return data
 
 
-def _cut_between_characters(data: bytes, rng: np.random.Generator) -> tuple[bytes, int]:
-    """base.truncate, moved back to the end of the last whole UTF-8 character (a transfer stops
-    between bytes, but a cut inside a character would make the file undecodable, not truncated)."""
-    cut, line = truncate(data, rng)
-    start = cut.rfind(b"\n") + 1
-    last = cut[start:].decode("utf-8", errors="ignore").encode("utf-8")
-    whole = data[start:].split(b"\n", 1)[0].decode("utf-8")
-    return cut[:start] + (last or whole[0].encode("utf-8")), line
 
-
-def _broken_iins(rng: np.random.Generator, old: list) -> list:
-    return list(break_check_digit(np.array(old, dtype="U12")))
-
-
-def _empty(rng: np.random.Generator, old: list) -> list:
-    return [None] * len(old)
 
 
 def _drift(ctx: DayContext, where: _InMember, path: Path, frame: pl.DataFrame) -> pl.DataFrame:

@@ -214,8 +214,8 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> pl.DataF
         return frame
     planter = RowDefects(ctx, frame)
     planter.taken[-1] = True
-    planter.replace("missing_required", "requested_datetime", lambda rng, old: [None] * len(old), share=0.2)
-    planter.replace("missing_required", "service_code", lambda rng, old: [None] * len(old), share=0.1)
+    planter.blank("requested_datetime", share=0.2)
+    planter.blank("service_code", share=0.1)
     planter.replace("outside_kazakhstan", "lat", lambda rng, old: [0.0] * len(old), share=0.15)
     planter.replace("outside_kazakhstan", "long", lambda rng, old: [-v for v in old], share=0.15)
     planter.replace("future_date", "requested_datetime", _in_the_future, share=0.2)

@@ -156,7 +156,7 @@ def generate_day(ctx: DayContext) -> int:
         ctx.record(path, "late_record", int(line), column="occurred_at",
                    detail="registered after the day it occurred")
     if ctx.maybe("truncated_file") and frame.height > 1:
-        data, line = truncate(data, ctx.rng("truncate"))
+        data, line = truncate(data, ctx.rng("truncate"), encoding)
         ctx.record(path, "truncated_file", line, detail="the transfer stopped inside this record")
     write_atomic(path, data)
     return frame.height
@@ -167,8 +167,8 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> pl.DataF
     if ctx.defect_rate <= 0:
         return frame
     planter = RowDefects(ctx, frame)
-    planter.replace("missing_required", "kato_code", lambda rng, old: [None] * len(old), share=0.3)
-    planter.replace("missing_required", "severity", lambda rng, old: [None] * len(old), share=0.2)
+    planter.blank("kato_code", share=0.3)
+    planter.blank("severity", share=0.2)
     planter.replace("unknown_kato", "kato_code", lambda rng, old: ["99" + v[2:] if v else "991000000"
                                                                    for v in old], share=0.3)
     planter.replace("impossible_value", "injured", lambda rng, old: [-(v or 1) for v in old], share=0.3)

@@ -59,9 +59,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate.base import DayContext, RowDefects, to_windows_1251, write_atomic
+from transforms.simulate.base import DayContext, RowDefects, by_region, to_windows_1251, write_atomic
 from transforms.simulate.oneroster import first_graders, schools
-from transforms.simulate.people import break_check_digit, people
+from transforms.simulate.people import people
 from transforms.simulate.world import load_regions, population_shares, rng_for
 
 FEED = "education/school_applications"
@@ -138,7 +138,7 @@ def generate_day(ctx: DayContext) -> int:
                                                                     event=pl.col("decided_at"))  # fmt: skip
     prefixes = [r.kato_prefix for r in load_regions()]
     paths = [ctx.folder() / f"applications_{prefix}_{day.isoformat()}.csv" for prefix in prefixes]
-    parts = _by_region(_render(pl.concat([arrived, decided]).collect()), len(prefixes))
+    parts = by_region(_render(pl.concat([arrived, decided]).collect()), len(prefixes))
     if ctx.defect_rate > 0:
         parts = [_plant(ctx, part, path, prefix)
                  for part, path, prefix in zip(parts, paths, prefixes, strict=True)]  # fmt: skip
@@ -331,22 +331,16 @@ def _render(rows: pl.DataFrame) -> pl.DataFrame:
     ).select("region", *COLUMNS)
 
 
-def _by_region(frame: pl.DataFrame, regions: int) -> list[pl.DataFrame]:
-    """The rows of each region (load_regions() order), in time order, without the region column."""
-    parts = frame.partition_by("region", as_dict=True, include_key=False) if frame.height else {}
-    empty = frame.drop("region").clear()
-    return [parts.get((i,), empty) for i in range(regions)]
-
 
 def _plant(ctx: DayContext, frame: pl.DataFrame, path: Path, prefix: str) -> pl.DataFrame:
     """One regional file's record defects, logged with their lines."""
     if frame.height == 0:
         return frame
     planter = RowDefects(ctx, frame, stream="row-defects:" + prefix)
-    planter.replace("invalid_iin", "child_iin", _broken_iins, share=0.3)
-    planter.replace("invalid_iin", "parent_iin", _broken_iins, share=0.2)
-    planter.replace("missing_required", "child_iin", _empty, share=0.2)
-    planter.replace("missing_required", "school_id", _empty, share=0.2)
+    planter.break_iin("child_iin", share=0.3)
+    planter.break_iin("parent_iin", share=0.2)
+    planter.blank("child_iin", share=0.2)
+    planter.blank("school_id", share=0.2)
     planter.replace("future_date", "submitted_at", lambda rng, old: [f"{int(v[:4]) + 1}{v[4:]}" for v in old],
                     share=0.2)  # fmt: skip
     planter.duplicate(share=0.5)
@@ -362,10 +356,3 @@ def _split_csv(frame: pl.DataFrame, heights: list[int]) -> tuple[bytes, list[byt
     bounds = ends[np.concatenate([[0], np.cumsum(heights)])]
     return data[: ends[0]], [data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
-
-def _broken_iins(rng: np.random.Generator, old: list) -> list:
-    return list(break_check_digit(np.array(old, dtype="U12")))
-
-
-def _empty(rng: np.random.Generator, old: list) -> list:
-    return [None] * len(old)

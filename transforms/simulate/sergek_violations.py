@@ -276,7 +276,7 @@ def _write(ctx: DayContext, frame: pl.DataFrame, path: Path) -> int:
     """Plant the defects, log them and the late events, write the file; return its events."""
     if ctx.defect_rate > 0:
         planter = RowDefects(ctx, frame, stream="row-defects:" + path.name)
-        planter.replace("missing_required", "plate", lambda rng, old: [None] * len(old), share=0.5)
+        planter.blank("plate", share=0.5)
         planter.replace("outside_kazakhstan", "lon", lambda rng, old: [-v for v in old], share=0.3)
         planter.replace("future_date", "detected_at", lambda rng, old: [_a_year_later(v) for v in old], share=0.3)
         planter.replace("invalid_json", "event_id", lambda rng, old: [_BROKEN + v for v in old], share=0.2,

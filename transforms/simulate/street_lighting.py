@@ -159,10 +159,8 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, late: np.ndarray,
         burning = frame["energy_kwh"].to_numpy() > 0
         planter.replace("impossible_value", "energy_kwh", lambda rng, old: [-v for v in old], share=0.3,
                         eligible=on_time & burning)  # fmt: skip
-        planter.replace("missing_required", "energy_kwh", lambda rng, old: [None] * len(old), share=0.2,
-                        eligible=on_time)  # fmt: skip
-        planter.replace("missing_required", "cabinet_id", lambda rng, old: [None] * len(old), share=0.2,
-                        eligible=on_time)  # fmt: skip
+        planter.blank("energy_kwh", share=0.2, eligible=on_time)
+        planter.blank("cabinet_id", share=0.2, eligible=on_time)
         planter.duplicate(share=0.3)
         frame = planter.finish(path)
     # The first copy of a late row is the late record; a duplicate of it is logged as duplicate.

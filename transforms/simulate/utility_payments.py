@@ -171,11 +171,10 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> pl.DataF
     if ctx.defect_rate <= 0:
         return frame
     planter = RowDefects(ctx, frame)
-    planter.replace("invalid_iin", "payer_iin", lambda rng, old: people.break_check_digit(old).tolist(),
-                    share=0.4)  # fmt: skip
-    planter.replace("missing_required", "payer_iin", lambda rng, old: [None] * len(old), share=0.15)
-    planter.replace("missing_required", "account_id", lambda rng, old: [None] * len(old), share=0.15)
-    planter.replace("missing_required", "amount_kzt", lambda rng, old: [None] * len(old), share=0.1)
+    planter.break_iin("payer_iin", share=0.4)
+    planter.blank("payer_iin", share=0.15)
+    planter.blank("account_id", share=0.15)
+    planter.blank("amount_kzt", share=0.1)
     planter.replace("impossible_value", "amount_kzt", lambda rng, old: [-v for v in old], share=0.3)
     planter.duplicate(share=0.4)
     return planter.finish(path)
