@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 
 from transforms.simulate import people
-from transforms.simulate.base import DayContext, RowDefects, csv_bytes, write_atomic
+from transforms.simulate.base import DayContext, RowDefects, csv_bytes, drift_schema, write_atomic
 from transforms.simulate.world import rng_for
 
 FEED = "programme/alatau_projects"
@@ -216,13 +216,6 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> pl.DataF
     planter.blank("investor_bin")
     planter.duplicate()
     frame = planter.finish(path)
-    if ctx.maybe("added_column"):
-        frame = frame.with_columns(currency=pl.lit("KZT"))
-        ctx.record(path, "added_column", None, column="currency",
-                   detail="the register added a column 'currency' after the last one")
-    elif ctx.maybe("renamed_column"):
-        # Not a column the row defects touch, so their logged column names stay true.
-        frame = frame.rename({"planned_investment_kzt": "planned_investment"})
-        ctx.record(path, "renamed_column", None, column="planned_investment_kzt",
-                   detail="sent as 'planned_investment'")
-    return frame
+    # The renamed column is not one the row defects touch, so their logged column names stay true.
+    return drift_schema(ctx, frame, path, "register", added=("currency", lambda: pl.lit("KZT")),
+                        renamed=("planned_investment_kzt", "planned_investment"))

@@ -46,7 +46,7 @@ import numpy as np
 import polars as pl
 
 from transforms.simulate import alatau_projects, people
-from transforms.simulate.base import DayContext, RowDefects, csv_bytes, write_atomic
+from transforms.simulate.base import DayContext, RowDefects, csv_bytes, drift_schema, write_atomic
 from transforms.simulate.world import rng_for
 
 FEED = "programme/alatau_workforce"
@@ -275,16 +275,10 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> pl.DataF
     planter.blank("citizenship")
     planter.duplicate()
     frame = planter.finish(path)
-    if ctx.maybe("added_column"):
-        frame = frame.with_columns(department=pl.lit(None, dtype=pl.String))
-        ctx.record(path, "added_column", None, column="department",
-                   detail="the report added a column 'department' after the last one")
-    elif ctx.maybe("renamed_column"):
-        # Not a column the row defects touch, so their logged column names stay true.
-        frame = frame.rename({"position_level": "position_category"})
-        ctx.record(path, "renamed_column", None, column="position_level",
-                   detail="sent as 'position_category'")
-    return frame
+    # The renamed column is not one the row defects touch, so their logged column names stay true.
+    return drift_schema(ctx, frame, path, "report",
+                        added=("department", lambda: pl.lit(None, dtype=pl.String)),
+                        renamed=("position_level", "position_category"))
 
 
 # --- calendar --------------------------------------------------------------------------------

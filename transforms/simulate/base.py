@@ -200,6 +200,24 @@ class RowDefects:
         return self.frame
 
 
+def drift_schema(ctx: DayContext, frame: pl.DataFrame, path: Path, source: str,
+                 added: tuple[str, Callable[[], pl.Expr | pl.Series]],
+                 renamed: tuple[str, str]) -> pl.DataFrame:  # fmt: skip
+    """Schema drift, at most one kind per file, each logged: a column added after the last one
+    (`added` = (name, a function making its values)) or a column sent under another name
+    (`renamed` = (contract name, name sent)). `source` names who drifted ("register", ...)."""
+    if ctx.maybe("added_column"):
+        name, make = added
+        ctx.record(path, "added_column", None, column=name,
+                   detail=f"the {source} added a column '{name}' after the last one")
+        return frame.with_columns(make().alias(name))
+    if ctx.maybe("renamed_column"):
+        old, new = renamed
+        ctx.record(path, "renamed_column", None, column=old, detail=f"sent as '{new}'")
+        return frame.rename({old: new})
+    return frame
+
+
 def by_region(frame: pl.DataFrame, regions: int) -> list[pl.DataFrame]:
     """The rows of each region (an integer `region` column in load_regions() order), in their
     order, without the region column: one frame per region, empty where it has no rows."""

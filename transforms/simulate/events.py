@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate.base import DayContext, RowDefects, csv_bytes, to_windows_1251, write_atomic
+from transforms.simulate.base import DayContext, RowDefects, csv_bytes, drift_schema, to_windows_1251, write_atomic
 from transforms.simulate.world import rng_for
 
 FEED = "programme/events"
@@ -225,13 +225,8 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> tuple[pl
     planter.blank("responsible_ministry")
     planter.duplicate()
     frame = planter.finish(path)
-    if ctx.maybe("added_column"):
-        frame = frame.with_columns(comment=pl.lit(""))
-        ctx.record(path, "added_column", None, column="comment",
-                   detail="the register added a column 'comment' after the last one")
-    elif ctx.maybe("renamed_column"):
-        frame = frame.rename({"planned_end": "deadline"})
-        ctx.record(path, "renamed_column", None, column="planned_end", detail="sent as 'deadline'")
+    frame = drift_schema(ctx, frame, path, "register", added=("comment", lambda: pl.lit("")),
+                         renamed=("planned_end", "deadline"))
     if ctx.maybe("windows_1251"):
         folded = pl.col("name_kk").str.replace_many(list(_KAZAKH), list(to_windows_1251(_KAZAKH)))
         frame = frame.with_columns(folded)

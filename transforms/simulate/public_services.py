@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate.base import DayContext, RowDefects, csv_bytes, to_windows_1251, write_atomic
+from transforms.simulate.base import DayContext, RowDefects, csv_bytes, drift_schema, to_windows_1251, write_atomic
 from transforms.simulate.world import rng_for
 
 FEED = "programme/public_services"
@@ -351,13 +351,8 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> tuple[pl
     planter.blank("ministry")
     planter.duplicate()
     frame = planter.finish(path)
-    if ctx.maybe("added_column"):
-        frame = frame.with_columns(updated_by=pl.lit("egov-sync"))
-        ctx.record(path, "added_column", None, column="updated_by",
-                   detail="the register added a column 'updated_by' after the last one")
-    elif ctx.maybe("renamed_column"):
-        frame = frame.rename({"service_code": "code"})
-        ctx.record(path, "renamed_column", None, column="service_code", detail="sent as 'code'")
+    frame = drift_schema(ctx, frame, path, "register", added=("updated_by", lambda: pl.lit("egov-sync")),
+                         renamed=("service_code", "code"))
     if ctx.maybe("windows_1251"):
         folded = pl.col("name_kk").str.replace_many(list(_KAZAKH), list(to_windows_1251(_KAZAKH)))
         frame = frame.with_columns(folded)

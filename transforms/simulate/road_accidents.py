@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate.base import DayContext, RowDefects, csv_bytes, to_windows_1251, truncate, write_atomic
+from transforms.simulate.base import DayContext, RowDefects, csv_bytes, drift_schema, to_windows_1251, truncate, write_atomic
 from transforms.simulate.world import KZ_LAT, KZ_LON, load_regions, population_shares, rng_for
 
 FEED = "safety/road_accidents"
@@ -178,15 +178,10 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, path: Path) -> pl.DataF
     planter.replace("outside_kazakhstan", "lon", lambda rng, old: [-v for v in old], share=0.2)
     planter.duplicate(share=0.5)
     frame = planter.finish(path)
-    if ctx.maybe("added_column"):
-        frame = frame.with_columns(recorded_by=pl.lit("ДПС-" + str(ctx.rng("drift").integers(100, 999))))
-        ctx.record(path, "added_column", None, column="recorded_by",
-                   detail="the register added a column 'recorded_by' after the last one")
-    elif ctx.maybe("renamed_column"):
-        # A column no row defect touches, so every logged row defect stays checkable.
-        frame = frame.rename({"vehicles": "vehicles_count"})
-        ctx.record(path, "renamed_column", None, column="vehicles", detail="sent as 'vehicles_count'")
-    return frame
+    # The renamed column is one no row defect touches, so every logged row defect stays checkable.
+    return drift_schema(ctx, frame, path, "register",
+                        added=("recorded_by", lambda: pl.lit(f"ДПС-{ctx.rng('drift').integers(100, 999)}")),
+                        renamed=("vehicles", "vehicles_count"))
 
 
 def write_rows(path: Path, day: date, n_rows: int, seed: int = 42,

@@ -57,7 +57,7 @@ import numpy as np
 import polars as pl
 
 from transforms.settings import LOCAL_TZ
-from transforms.simulate.base import DayContext, Defect, RowDefects, csv_bytes, truncate, write_atomic
+from transforms.simulate.base import DayContext, Defect, RowDefects, csv_bytes, drift_schema, truncate, write_atomic
 from transforms.simulate.world import rng_for
 
 FEED = "housing/street_lighting"
@@ -167,15 +167,11 @@ def _plant_defects(ctx: DayContext, frame: pl.DataFrame, late: np.ndarray,
     late_lines = np.flatnonzero((frame["_late"] & frame["_row"].is_first_distinct()).to_numpy()) + 2
     row = frame["_row"].to_numpy()
     frame = frame.drop("_late", "_row")
-    if ctx.maybe("added_column"):
-        # One voltage per reading: a duplicated row keeps its copy's value.
-        voltage = ctx.rng("drift").normal(228.0, 3.0, late.size).round(1)[row]
-        frame = frame.with_columns(voltage_v=pl.Series(voltage))
-        ctx.record(path, "added_column", None, column="voltage_v",
-                   detail="the head-end added a column 'voltage_v' after the last one")  # fmt: skip
-    elif ctx.maybe("renamed_column"):
-        frame = frame.rename({"energy_kwh": "active_energy_kwh"})
-        ctx.record(path, "renamed_column", None, column="energy_kwh", detail="sent as 'active_energy_kwh'")
+    # One voltage per reading: a duplicated row keeps its copy's value.
+    frame = drift_schema(ctx, frame, path, "head-end",
+                         added=("voltage_v", lambda: pl.Series(ctx.rng("drift").normal(228.0, 3.0, late.size)
+                                                               .round(1)[row])),
+                         renamed=("energy_kwh", "active_energy_kwh"))
     return frame, late_lines
 
 
