@@ -70,6 +70,8 @@ def announce(feed: str) -> dict:
     from transforms.ledger import PUBLISHED, rows_for_run
 
     context = get_current_context()
+    if not context["params"].get("announce", True):
+        raise AirflowSkipException(f"{feed}: this run was asked not to announce (its caller builds the KPIs once)")
     published = [r for r in rows_for_run(context["run_id"], feed) if r["status"] == PUBLISHED]
     if not published:
         raise AirflowSkipException(f"{feed}: nothing published in this run")
@@ -106,6 +108,9 @@ def ingest_dag(domain: str):
                                   description="First landing day to load (history/repair runs)"),
             "landing_to": Param(None, type=["null", "string"], format="date",
                                 description="Last landing day to load, inclusive"),
+            "announce": Param(True, type="boolean",
+                              description="Emit the silver Assets (which trigger build_kpis). `make run` turns it "
+                                          "off for its history runs and builds the KPIs once, after all of them."),
         },
         doc_md=f"""
 ### ingest_{domain}
@@ -115,10 +120,12 @@ Loads the landed exports of {', '.join(f'`{f}`' for f in feeds)} into the lake.
 * **History / repair**: trigger with conf `{{"landing_from": "YYYY-MM-DD", "landing_to": "YYYY-MM-DD"}}`
   to load a range of days in one run (`make run` does this for its whole history).
 
-Per feed: `find_landed_files` → `load` (mapped: one task per landed file; a long range is cut
-into at most 2 tasks, one per task slot) → `announce` (emits the feed's silver Asset if anything was published) and
-`check` (fails the run listing every file that did not publish). Every file is its own batch:
-one lake transaction and one row in `ops.load_ledger`, which says why when it failed.
+Per feed: `find_landed_files` → `load` (mapped: one task for a day's files; a range of days is
+cut into at most `QALA_MAX_LOAD_TASKS` tasks) → `announce` (emits the feed's silver Asset if
+anything was published) and `check` (fails the run listing every file that did not publish).
+A load task's files are checked, gated and published in batches (a day, or up to a month in a
+history run): one lake transaction each; every file has its row in `ops.load_ledger`, which
+says why when it did not publish.
 """,
     )
     def ingest():

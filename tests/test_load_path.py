@@ -124,20 +124,17 @@ def test_an_unreadable_file_fails_alone_with_a_ledger_row(warehouse, case):
         ("landing/safety/road_accidents/2025-03-01/b_good.csv",)]
 
 
-def test_the_gate_blocks_an_empty_export_and_leaves_silver_as_it_was(warehouse):
+def test_an_export_with_a_header_only_fails_and_leaves_silver_as_it_was(warehouse):
     path = land(warehouse, "2025-03-01", "ra.csv", HEADER + "\n" + accident_rows(12))
     load_files(FEED, [path], run_id="good")
     before = query(warehouse, "select * from silver.safety__road_accidents order by accident_id")
     path.unlink()
     header_only = land(warehouse, "2025-03-01", "ra.csv", HEADER + "\n")
-    with pytest.raises(LoadFailure, match="expect_table_row_count_to_be_between"):
-        load_files(FEED, [header_only], run_id="blocked")
+    with pytest.raises(LoadFailure, match=r"ra.csv: \[min_rows\] 0 record\(s\)"):
+        load_files(FEED, [header_only], run_id="empty")
     assert query(warehouse, "select * from silver.safety__road_accidents order by accident_id") == before
-    (status, reason), = query(warehouse, "select status, reason from ops.load_ledger where run_id = 'blocked'")
-    assert status == "blocked" and "observed 0" in reason
-    failed_expectations = query(warehouse, "select expectation from ops.gate_results g join ops.load_ledger l "
-                                           "using (batch_id) where l.run_id = 'blocked' and not g.success")
-    assert failed_expectations == [("expect_table_row_count_to_be_between",)]
+    (status, rows_in), = query(warehouse, "select status, rows_in from ops.load_ledger where run_id = 'empty'")
+    assert (status, rows_in) == ("failed", 0)
 
 
 def test_every_batch_keeps_rows_in_equal_published_plus_quarantined(warehouse):
@@ -145,11 +142,11 @@ def test_every_batch_keeps_rows_in_equal_published_plus_quarantined(warehouse):
                   HEADER + "\n" + accident_rows(20, f"2025-03-0{d}", prefix=f"R{d}") + "bad,line\n")
              for d in range(1, 4)]
     load_files(FEED, paths, run_id="r")
-    ledger = query(warehouse, "select batch_id, rows_in, rows_published, rows_quarantined from ops.load_ledger")
-    assert len(ledger) == 3 and all(i == p + q for _, i, p, q in ledger)
-    for batch_id, _, published, quarantined in ledger:
-        assert query(warehouse, "select count(*) from silver.safety__road_accidents where _batch_id = ?", [batch_id]) == [(published,)]
-        assert query(warehouse, "select count(*) from quarantine.safety__road_accidents where _batch_id = ?", [batch_id]) == [(quarantined,)]
+    ledger = query(warehouse, "select source_file, rows_in, rows_published, rows_quarantined from ops.load_ledger")
+    assert len(ledger) == 3 and all(i == p + q == 21 and q == 1 for _, i, p, q in ledger)
+    for source_file, _, published, quarantined in ledger:
+        assert query(warehouse, "select count(*) from silver.safety__road_accidents where _source_file = ?", [source_file]) == [(published,)]
+        assert query(warehouse, "select count(*) from quarantine.safety__road_accidents where _source_file = ?", [source_file]) == [(quarantined,)]
 
 
 def test_hmac_in_sql_is_rfc_2104_hmac_sha256():
@@ -175,7 +172,8 @@ print(sorted(seen))
 """
 
 
-def test_a_reader_through_attach_sql_sees_only_whole_batches_while_a_load_runs(warehouse, tmp_path):
+def test_a_reader_through_attach_sql_sees_only_whole_batches_while_a_load_runs(warehouse, tmp_path, monkeypatch):
+    monkeypatch.setenv("QALA_BATCH_DAYS", "1")  # one batch, one commit, per day
     sizes = [40, 55, 70, 85, 100, 115]
     paths = [land(warehouse, f"2025-03-{d + 1:02d}", "ra.csv",
                   HEADER + "\n" + accident_rows(n, f"2025-03-{d + 1:02d}", prefix=f"D{d}"))
@@ -190,3 +188,38 @@ def test_a_reader_through_attach_sql_sees_only_whole_batches_while_a_load_runs(w
     seen = eval(out)  # noqa: S307 - our own script's printed list
     whole_batches = {sum(sizes[:k]) for k in range(len(sizes) + 1)}
     assert set(seen) <= whole_batches and len(seen) >= 2
+
+
+def test_a_batch_the_gate_refuses_blocks_only_the_offending_file(warehouse, tmp_path, monkeypatch):
+    """A `block` expectation that fails for one day of a three-day batch: the batch is re-gated
+    file by file; that day's records wait in quarantine, the other days publish."""
+    import json
+    import shutil
+
+    from transforms import contract, settings
+
+    expectations = tmp_path / "expectations"
+    shutil.copytree(settings.EXPECTATIONS_DIR, expectations)
+    suite_path = expectations / "safety__road_accidents.json"
+    suite = json.loads(suite_path.read_text())
+    suite["expectations"].append({"type": "expect_column_values_to_be_between",
+                                  "kwargs": {"column": "killed", "max_value": 100},
+                                  "meta": {"severity": "block", "why": "a test: a day with such a record is suspect"}})
+    suite_path.write_text(json.dumps(suite))
+    monkeypatch.setattr(settings, "EXPECTATIONS_DIR", expectations)
+    contract.load_contract.cache_clear()
+    try:
+        paths = [land(warehouse, f"2025-03-0{d}", "ra.csv", HEADER + "\n" + accident_rows(10, f"2025-03-0{d}", prefix=f"D{d}"))
+                 for d in (1, 2, 3)]
+        paths[1].write_text(paths[1].read_text(encoding="utf-8").replace(",injury,1,0,2,", ",fatal,0,150,2,", 1), encoding="utf-8")
+        with pytest.raises(LoadFailure, match="ra.csv: gate blocked safety__road_accidents: expect_column_values_to_be_between"):
+            load_files(FEED, paths, run_id="r")
+    finally:
+        contract.load_contract.cache_clear()
+    ledger = query(warehouse, "select _day, status, rows_in, rows_published, rows_quarantined from "
+                              "(select split_part(source_file, '/', 4) as _day, * from ops.load_ledger) order by 1")
+    assert ledger == [("2025-03-01", "published", 10, 10, 0), ("2025-03-02", "blocked", 10, 0, 10),
+                      ("2025-03-03", "published", 10, 10, 0)]
+    assert query(warehouse, "select count(*), count(distinct _source_file) from silver.safety__road_accidents") == [(20, 2)]
+    assert query(warehouse, "select _rule, count(*) from quarantine.safety__road_accidents group by 1") == [("gate", 10)]
+    assert query(warehouse, "select count(distinct batch_id) from ops.load_ledger") == [(1,)]

@@ -13,10 +13,9 @@ import json
 
 import duckdb
 
-from transforms.contract import Contract
+from transforms.contract import Table
 from transforms.gate import ROW
 from transforms.pseudonymise import hmac_sql, treated_sql
-from transforms.readers import ReadResult
 
 
 def ident(name: str) -> str:
@@ -72,21 +71,24 @@ def rule_label(expectation: dict) -> str:
     return f"{expectation['type']}({expectation['kwargs'].get('column', '')}): {json.dumps(kwargs, ensure_ascii=False)}"
 
 
-def split(con: duckdb.DuckDBPyConnection, contract: Contract, read: ReadResult, suite: dict,
-          key: bytes) -> None:
-    """Create temp tables `clean` (typed, pseudonymised: what silver gets) and `quarantined`
-    (records that broke a rule, with `_rule` and `_reason`, their fields as text)."""
-    present = set(read.header)
+def split(con: duckdb.DuckDBPyConnection, table: Table, relation: str, rejected: str | None, suite: dict,
+          key: bytes, references: dict[str, str] | None = None) -> tuple[str, str]:
+    """Check the records of `relation` (every contract column as text, plus `_source_file`,
+    `_source_line`, `_source_member`, `_landing_date`; records of several landed files) and
+    create two temp tables: `clean__<table>` (typed, pseudonymised: what silver gets) and
+    `quarantined__<table>` (records that broke a rule, with `_rule` and `_reason`, their fields as
+    text, personal identifiers already treated). `references` maps a column to the relation and
+    column its value must be found in, within the same landed file. Returns their names."""
     typed, texts = [], []
     violations: list[tuple[str, str]] = []  # (condition that breaks the rule, reason)
-    for column in contract.columns:
+    for column in table.columns:
         text_name = ident(column.name + "$text")
-        text = f"nullif(trim({ident(column.name)}), '')" if column.name in present else "null::varchar"
+        text = f"nullif(trim({ident(column.name)}), '')"
         texts.append(f"{text} as {text_name}")
         cast = text if column.type == "VARCHAR" else f"try_cast({text} as {column.type})"
         typed.append(f"{cast} as {ident(column.name)}")
         # A personal identifier's value never goes into a reason.
-        shown = "" if column.name in contract.pii else f" || ', got \"' || {text_name} || '\"'"
+        shown = "" if column.name in table.pii else f" || ', got \"' || {text_name} || '\"'"
         if column.type != "VARCHAR":
             violations.append((f"{text_name} is not null and {ident(column.name)} is null",
                                f"'type: {column.name} must be {column.type}'{shown}"))
@@ -94,71 +96,100 @@ def split(con: duckdb.DuckDBPyConnection, contract: Contract, read: ReadResult, 
             violations.append((f"{text_name} is null", f"'required: {column.name} is empty'"))
     for expectation in row_expectations(suite):
         column = expectation["kwargs"]["column"]
-        if column not in contract.column_names:
+        if column not in table.column_names:
             raise ValueError(f"suite {suite['name']}: {expectation['type']} on {column!r}, "
-                             f"which is not a column of the contract of {contract.feed}")
+                             f"which is not a column of {table.silver} in the contract of {table.feed}")
         condition = ROW_RULES[expectation["type"]](column, expectation["kwargs"])
-        shown = "" if column in contract.pii else f" || ', got ' || cast({ident(column)} as varchar)"
+        shown = "" if column in table.pii else f" || ', got ' || cast({ident(column)} as varchar)"
         violations.append((f"{ident(column)} is not null and ({condition})",
                            f"{literal(rule_label(expectation))}{shown}"))
 
     # Most records break no rule: the list of broken rules is only built for those that do.
     any_broken = " or ".join(f"({condition})" for condition, _ in violations) or "false"
     broken = ", ".join(f"case when {condition} then {message} end" for condition, message in violations)
+    lineage = "_source_file, _landing_date, _source_line, _source_member"
+    checked = f"checked__{table.name}"
     con.execute(
         f"""
-        create or replace temp table checked as
+        create or replace temp table {checked} as
         with typed as (
-            select _source_line, {', '.join(texts)}, {', '.join(typed)} from raw
+            select {lineage}, {', '.join(texts)}, {', '.join(typed)} from {relation}
         )
         select *, case when {any_broken} then list_filter([{broken}], v -> v is not null)
                        else []::varchar[] end as _violations
         from typed
         """
     )
-    if contract.primary_key:
-        _quarantine_duplicate_keys(con, contract)
+    for column, (other, other_column) in (references or {}).items():
+        _quarantine_broken_references(con, table, checked, column, other, other_column)
+    if table.primary_key:
+        _quarantine_duplicate_keys(con, table, checked)
     published = []
-    for column in contract.published_columns:
-        published.append(f"{treated_sql(column.name, ident(column.name), contract.pii.get(column.name), key)} as {ident(column.name)}")
+    for column in table.published_columns:
+        published.append(f"{treated_sql(column.name, ident(column.name), table.pii.get(column.name), key)} as {ident(column.name)}")
+    clean, quarantined = f"clean__{table.name}", f"quarantined__{table.name}"
     con.execute(
-        f"create or replace temp table clean as select {', '.join(published)}, _source_line "
-        f"from checked where len(_violations) = 0")
+        f"create or replace temp table {clean} as select {', '.join(published)}, {lineage} "
+        f"from {checked} where len(_violations) = 0")
 
     quarantined_text = []
-    for column in contract.published_columns:
+    for column in table.published_columns:
         text = ident(column.name + "$text")
-        if contract.pii.get(column.name) == "hash":
+        if table.pii.get(column.name) == "hash":
             text = hmac_sql(text, key)
-        elif contract.pii.get(column.name) == "year":
+        elif table.pii.get(column.name) == "year":
             text = f"left({text}, 4)"
         quarantined_text.append(f"{text} as {ident(column.name)}")
-    raw_line = "null::varchar" if contract.pii else "raw_line"
+    # A record that could not be split into fields may hold a personal identifier anywhere.
+    raw_line = "null::varchar" if table.pii else "raw_line"
+    unsplit = (f"""union all by name
+        select {lineage}, 'format' as _rule, reason as _reason, {raw_line} as _raw_line
+        from {rejected}""" if rejected else "")
     con.execute(
         f"""
-        create or replace temp table quarantined as
-        select _source_line, split_part(_violations[1], ': ', 1) as _rule,
+        create or replace temp table {quarantined} as
+        select {lineage}, split_part(_violations[1], ': ', 1) as _rule,
                array_to_string(_violations, '; ') as _reason, null::varchar as _raw_line,
                {', '.join(quarantined_text)}
-        from checked where len(_violations) > 0
-        union all by name
-        select _source_line, 'format' as _rule, reason as _reason, {raw_line} as _raw_line
-        from rejected
-        order by _source_line
+        from {checked} where len(_violations) > 0
+        {unsplit}
+        """
+    )
+    con.execute(f"drop table {checked}")
+    return clean, quarantined
+
+
+def _quarantine_broken_references(con: duckdb.DuckDBPyConnection, table: Table, checked: str, column: str,
+                                  other: str, other_column: str) -> None:
+    """A record whose `column` names a value absent from `other` in the same landed file is
+    quarantined (only in files that hold `other` at all)."""
+    col = ident(column)
+    con.execute(
+        f"""
+        update {checked} set _violations = list_append(_violations,
+            'reference: {column} ' || {col} || ' is not a {other_column} of {other.removeprefix("acc__")} in the same file')
+        from (select distinct r._source_file, r.{col} from {checked} r
+              where r.{col} is not null
+                and r._source_file in (select distinct _source_file from {other})
+                and not exists (select 1 from {other} o where o._source_file = r._source_file
+                                and trim(o.{ident(other_column)}) = r.{col})) as missing
+        where {checked}._source_file = missing._source_file and {checked}.{col} = missing.{col}
         """
     )
 
 
-def _quarantine_duplicate_keys(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
-    """Among records that broke no other rule, the first of a primary key publishes; later ones
-    are quarantined naming the line of the first. A hash aggregate, not a window over the batch."""
-    keys = ", ".join(ident(k) for k in contract.primary_key)
-    match = " and ".join(f"checked.{ident(k)} = first.{ident(k)}" for k in contract.primary_key)
+def _quarantine_duplicate_keys(con: duckdb.DuckDBPyConnection, table: Table, checked: str) -> None:
+    """Among records that broke no other rule, the first of a primary key in a landed file
+    publishes; later ones are quarantined naming the line of the first. Per file, so the outcome
+    never depends on which files were loaded together. A hash aggregate, not a window."""
+    keys = ", ".join(ident(k) for k in ("_source_file", *table.primary_key))
+    match = " and ".join(f"{checked}.{ident(k)} = first.{ident(k)}" for k in ("_source_file", *table.primary_key))
     con.execute(
         f"""
-        update checked set _violations = ['primary key: duplicate of line ' || first._first_line]
-        from (select {keys}, min(_source_line) as _first_line from checked
+        update {checked} set _violations = ['primary key: duplicate of line ' || first._first_line
+                                             || coalesce(' of ' || first._member, '')]
+        from (select {keys}, min(_source_line) as _first_line, any_value(_source_member) as _member from {checked}
               where len(_violations) = 0 group by {keys} having count(*) > 1) as first
-        where {match} and len(checked._violations) = 0 and checked._source_line > first._first_line
+        where {match} and len({checked}._violations) = 0 and {checked}._source_line > first._first_line
         """
     )

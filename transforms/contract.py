@@ -1,8 +1,16 @@
 """Feed contracts: one YAML file per feed under transforms/contracts/<domain>/<feed>.yaml.
 
-A contract declares a feed once: format, columns and types, primary key, event-time column,
-personal identifiers and their treatment. Everything else (reader, row checks, GX gate, silver
-table, DAG tasks) is derived from it.
+A contract declares a feed once: format, expected cadence, and its tables: columns and types,
+primary key, event-time column, personal identifiers and their treatment. Everything else
+(reader, row checks, GX gate, silver tables, DAG tasks) is derived from it.
+
+Most feeds deliver one table: the contract states `columns`, `primary_key`, `event_time` and
+`pii` at its top level, and the silver table is `silver.<domain>__<feed>`. A feed whose landed
+file holds several tables (a GTFS zip, a FHIR Bulk export, a OneRoster bulk set) states them
+under `tables:`, each with the same keys plus `member` (which part of the file holds it) and
+`required` (a landed file without it is refused); its silver tables are
+`silver.<domain>__<feed>__<table>`. Each silver table has its GX suite in
+expectations/<silver table>.json.
 """
 
 from __future__ import annotations
@@ -16,8 +24,9 @@ import yaml
 
 from transforms import settings
 
-DUCKDB_TYPES = {"VARCHAR", "INTEGER", "BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMP"}
+DUCKDB_TYPES = {"VARCHAR", "INTEGER", "BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMP", "TIMESTAMPTZ"}
 PII_TREATMENTS = {"hash", "drop", "year"}
+_TABLE_KEYS = {"columns", "primary_key", "event_time", "pii", "member", "required", "description", "references"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,47 @@ class Column:
     type: str
     required: bool
     description: str
+    # Where the reader finds the value, in the format's own terms (a CSV header name, a JSON
+    # path, ...); None = the column's name.
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of a feed: what its silver table, quarantine table and GX suite follow from."""
+
+    feed: str
+    name: str
+    silver: str  # `<domain>__<feed>` or `<domain>__<feed>__<table>`
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    event_time: str | None
+    pii: dict[str, str] = field(default_factory=dict)
+    member: str | None = None
+    required: bool = True
+    description: str = ""
+    # column → "<table>.<column>": a record whose value is not found in that table OF THE SAME
+    # landed file is quarantined (a GTFS stop_time of an unknown trip).
+    references: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def published_columns(self) -> list[Column]:
+        """The columns that reach silver: every contract column but those dropped as PII."""
+        return [c for c in self.columns if self.pii.get(c.name) != "drop"]
+
+    @property
+    def suite_path(self) -> Path:
+        return settings.EXPECTATIONS_DIR / f"{self.silver}.json"
+
+    def suite(self) -> dict:
+        return json.loads(self.suite_path.read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -33,11 +83,12 @@ class Contract:
     feed: str
     title: str
     format: dict
-    columns: tuple[Column, ...]
-    primary_key: tuple[str, ...]
-    event_time: str
-    pii: dict[str, str] = field(default_factory=dict)
+    tables: tuple[Table, ...]
     cadence: str = "daily"
+    # A landed file with fewer records than this (over all its tables) is refused as a whole:
+    # e.g. a national register never has a day without a record, so an empty export is broken.
+    min_rows: int = 0
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def domain(self) -> str:
@@ -49,59 +100,90 @@ class Contract:
 
     @property
     def table(self) -> str:
-        """Name of the feed's silver and quarantine tables, `<domain>__<feed>`."""
+        """`<domain>__<feed>`: the silver table of a one-table feed, the prefix of the others."""
         return f"{self.domain}__{self.name}"
 
     @property
-    def column_names(self) -> list[str]:
-        return [c.name for c in self.columns]
+    def single(self) -> Table:
+        """The one table of a one-table feed."""
+        if len(self.tables) != 1:
+            raise ValueError(f"{self.feed} has {len(self.tables)} tables")
+        return self.tables[0]
+
+    def get_table(self, name: str) -> Table:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise KeyError(f"{self.feed} has no table {name!r}")
 
     @property
-    def suite_path(self) -> Path:
-        return settings.EXPECTATIONS_DIR / f"{self.table}.json"
+    def pii_columns(self) -> dict[str, str]:
+        """`<table>.<column>` → treatment, over every table."""
+        return {f"{t.name}.{c}": v for t in self.tables for c, v in t.pii.items()}
 
-    def suite(self) -> dict:
-        return json.loads(self.suite_path.read_text(encoding="utf-8"))
 
-    @property
-    def published_columns(self) -> list[Column]:
-        """The columns that reach silver: every contract column but those dropped as PII."""
-        return [c for c in self.columns if self.pii.get(c.name) != "drop"]
+def _columns(raw: dict) -> tuple[Column, ...]:
+    return tuple(
+        Column(name, str(spec["type"]).upper(), bool(spec.get("required", False)),
+               spec.get("description", ""), spec.get("source"))
+        for name, spec in raw.items())
+
+
+def _table(feed: str, name: str, silver: str, raw: dict, problems: list[str]) -> Table:
+    unknown = sorted(set(raw) - _TABLE_KEYS)
+    if unknown:
+        problems.append(f"table {name}: unknown key(s) {', '.join(unknown)}")
+    table = Table(
+        feed=feed, name=name, silver=silver, columns=_columns(raw.get("columns") or {}),
+        primary_key=tuple(raw.get("primary_key") or []), event_time=raw.get("event_time"),
+        pii=dict(raw.get("pii") or {}), member=raw.get("member"), required=bool(raw.get("required", True)),
+        description=raw.get("description", ""), references=dict(raw.get("references") or {}))
+    names = set(table.column_names)
+    problems += [f"table {name}: reference column {k} is not a column" for k in table.references if k not in names]
+    problems += [f"table {name}: reference {k} → {v} is not '<table>.<column>'" for k, v in table.references.items()
+                 if v.count(".") != 1]
+    where = f"table {name}: " if silver != feed.replace("/", "__") else ""
+    if not table.columns:
+        problems.append(f"{where}no columns")
+    problems += [f"{where}column {c.name}: unknown type {c.type}" for c in table.columns if c.type not in DUCKDB_TYPES]
+    problems += [f"{where}primary key column {k} is not a column" for k in table.primary_key if k not in names]
+    problems += [f"{where}pii column {k} is not a column" for k in table.pii if k not in names]
+    problems += [f"{where}pii column {k}: treatment must be one of {sorted(PII_TREATMENTS)}"
+                 for k, t in table.pii.items() if t not in PII_TREATMENTS]
+    problems += [f"{where}primary key column {k} is dropped as PII" for k in table.primary_key if table.pii.get(k) == "drop"]
+    if table.event_time is not None and table.event_time not in names:
+        problems.append(f"{where}event_time {table.event_time} is not a column")
+    return table
 
 
 def _parse(path: Path) -> Contract:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    columns = tuple(
-        Column(name, spec["type"].upper(), bool(spec.get("required", False)), spec.get("description", ""))
-        for name, spec in raw["columns"].items()
-    )
-    contract = Contract(
-        feed=raw["feed"],
-        title=raw["title"],
-        format=raw["format"],
-        columns=columns,
-        primary_key=tuple(raw.get("primary_key", [])),
-        event_time=raw["event_time"],
-        pii=dict(raw.get("pii") or {}),
-        cadence=raw.get("cadence", "daily"),
-    )
-    _validate(contract, path)
-    return contract
-
-
-def _validate(contract: Contract, path: Path) -> None:
-    names = set(contract.column_names)
-    problems = [f"column {c.name}: unknown type {c.type}" for c in contract.columns if c.type not in DUCKDB_TYPES]
-    problems += [f"primary key column {k} is not a column" for k in contract.primary_key if k not in names]
-    problems += [f"pii column {k} is not a column" for k in contract.pii if k not in names]
-    problems += [f"pii column {k}: treatment must be one of {sorted(PII_TREATMENTS)}"
-                 for k, t in contract.pii.items() if t not in PII_TREATMENTS]
-    if contract.event_time not in names:
-        problems.append(f"event_time {contract.event_time} is not a column")
+    feed = raw["feed"]
+    prefix = feed.replace("/", "__")
+    problems: list[str] = []
+    if "tables" in raw:
+        if any(k in raw for k in ("columns", "primary_key", "event_time", "pii")):
+            problems.append("a contract states either `tables:` or one table's keys at its top level, not both")
+        tables = tuple(_table(feed, name, f"{prefix}__{name}", spec or {}, problems)
+                       for name, spec in raw["tables"].items())
+    else:
+        if "event_time" not in raw:
+            problems.append("event_time is missing")
+        top = {k: raw[k] for k in ("columns", "primary_key", "event_time", "pii") if k in raw}
+        tables = (_table(feed, feed.split("/")[1], prefix, top, problems),)
+    contract = Contract(feed=feed, title=raw["title"], format=raw["format"], tables=tables,
+                        cadence=raw.get("cadence", "daily"), min_rows=int(raw.get("min_rows", 0)), raw=raw)
+    for table in tables:
+        for column, target in table.references.items():
+            other, _, other_column = target.partition(".")
+            match = [t for t in tables if t.name == other]
+            if not match or other_column not in match[0].column_names:
+                problems.append(f"table {table.name}: reference {column} → {target}: no such table column")
     if f"{path.parent.name}/{path.stem}" != contract.feed:
         problems.append(f"feed {contract.feed} does not match its file name")
     if problems:
         raise ValueError(f"contract {path}: " + "; ".join(problems))
+    return contract
 
 
 @cache
@@ -119,3 +201,6 @@ def all_feeds() -> list[str]:
 
 def feeds_of_domain(domain: str) -> list[str]:
     return [f for f in all_feeds() if f.startswith(f"{domain}/")]
+
+
+DOMAINS = ("transport", "safety", "housing", "education", "health", "programme")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from transforms import settings
-from transforms.contract import Contract, load_contract
+from transforms.contract import Table, load_contract
 
 # The severities a suite states in each expectation's meta.severity.
 BLOCK, WARN, ROW = "block", "warn", "row"
@@ -46,21 +46,43 @@ class GateOutcome:
         return "; ".join(f"{r['expectation']}({r['column'] or ''}) observed {r['observed']}" for r in failures)
 
 
-def contract_expectations(contract: Contract) -> list[dict]:
-    published = [c.name for c in contract.published_columns]
+# The batch GX sees: the published columns and the landed file each record came from (a batch
+# may hold several files; a primary key is unique within one file).
+FILE_COLUMN = "_source_file"
+
+
+def contract_expectations(table: Table) -> list[dict]:
+    published = [c.name for c in table.published_columns]
     rules = [{"type": "expect_table_columns_to_match_set",
-              "kwargs": {"column_set": published, "exact_match": True}}]
+              "kwargs": {"column_set": published + [FILE_COLUMN], "exact_match": True}}]
     rules += [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c.name}}
-              for c in contract.published_columns if c.required]
-    if len(contract.primary_key) == 1:
-        rules.append({"type": "expect_column_values_to_be_unique",
-                      "kwargs": {"column": contract.primary_key[0]}})
-    elif contract.primary_key:
+              for c in table.published_columns if c.required]
+    if table.primary_key:
         rules.append({"type": "expect_compound_columns_to_be_unique",
-                      "kwargs": {"column_list": list(contract.primary_key)}})
+                      "kwargs": {"column_list": [FILE_COLUMN, *table.primary_key]}})
     for rule in rules:
         rule["meta"] = {"severity": BLOCK, "declared_in": "contract"}
     return rules
+
+
+# Expectations that hold for a batch of files exactly when they hold for each file: the only ones
+# that may block (or quarantine). Others (row counts, means, proportions) may only warn, so that a
+# day loads the same whether it comes alone or inside a backfill.
+_PER_RECORD_PREFIXES = ("expect_column_values_", "expect_column_pair_values_", "expect_multicolumn_",
+                        "expect_select_column_values_", "expect_compound_columns_to_be_unique",
+                        "expect_table_columns_", "expect_column_to_exist")
+
+
+def check_severities(suite: dict) -> None:
+    for expectation in suite["expectations"]:
+        severity = (expectation.get("meta") or {}).get("severity", BLOCK)
+        if severity == WARN:
+            continue
+        if not expectation["type"].startswith(_PER_RECORD_PREFIXES) or expectation["kwargs"].get("mostly", 1) != 1:
+            raise ValueError(
+                f"suite {suite['name']}: {expectation['type']} has severity {severity!r}, but only per-record "
+                f"expectations (without `mostly`) may block or quarantine: make it 'warn', or declare a per-file "
+                f"minimum as `min_rows` in the contract")
 
 
 @cache
@@ -84,18 +106,19 @@ def _context(root: Path):
 
 
 @cache
-def _checkpoint(root: Path, feed: str):
-    """The feed's checkpoint in this process: suite (from expectations/ and the contract),
+def _checkpoint(root: Path, feed: str, table_name: str):
+    """A table's checkpoint in this process: suite (from expectations/ and the contract),
     dataframe asset and validation definition, registered once."""
     import great_expectations as gx
 
     context = _context(root)
-    contract = load_contract(feed)
-    table = contract.table
-    declared = contract.suite()
+    spec = load_contract(feed).get_table(table_name)
+    table = spec.silver
+    declared = spec.suite()
+    check_severities(declared)
     suite = context.suites.add_or_update(gx.ExpectationSuite(
         name=table,
-        expectations=declared["expectations"] + contract_expectations(contract),
+        expectations=declared["expectations"] + contract_expectations(spec),
         meta=declared.get("meta", {}),
     ))
     try:
@@ -119,11 +142,12 @@ def _checkpoint(root: Path, feed: str):
         result_format={"result_format": "BASIC"}))
 
 
-def validate(contract: Contract, batch: pd.DataFrame, batch_id: str, root: Path | None = None) -> GateOutcome:
+def validate(table: Table, batch: pd.DataFrame, batch_id: str, root: Path | None = None) -> GateOutcome:
+    """Run the table's checkpoint on one batch (the published columns and `_source_file`)."""
     from great_expectations.core.run_identifier import RunIdentifier
 
     root = root or settings.warehouse_root()
-    checkpoint = _checkpoint(root, contract.feed)
+    checkpoint = _checkpoint(root, table.feed, table.name)
     result = checkpoint.run(batch_parameters={"dataframe": batch},
                             run_id=RunIdentifier(run_name=batch_id))
     ((identifier, validation),) = result.run_results.items()
@@ -134,6 +158,7 @@ def validate(contract: Contract, batch: pd.DataFrame, batch_id: str, root: Path 
         if observed is None and "unexpected_count" in outcome.result:
             observed = f"{outcome.result['unexpected_count']} unexpected, e.g. {outcome.result.get('partial_unexpected_list', [])[:3]}"
         results.append({
+            "table": table.silver,
             "expectation": config.type,
             "column": config.kwargs.get("column"),
             "severity": (config.meta or {}).get("severity", BLOCK),

@@ -89,17 +89,21 @@ create table if not exists ops.load_ledger (
     rows_in bigint not null,
     rows_published bigint not null,
     rows_quarantined bigint not null,
+    rows_skipped bigint not null,
     status varchar not null,
     reason varchar,
     snapshot_id bigint,
     run_id varchar,
     data_docs varchar,
+    tables varchar,
+    skipped varchar,
     started_at timestamptz not null,
     finished_at timestamptz not null
 );
 create table if not exists ops.gate_results (
     batch_id varchar not null,
     feed varchar not null,
+    table_name varchar,
     expectation varchar not null,
     column_name varchar,
     severity varchar not null,

@@ -1,7 +1,9 @@
-"""ops.load_ledger: one row per batch (one landed file, one attempt), whatever its fate.
+"""ops.load_ledger: one row per landed file and attempt, whatever its fate.
 
-Invariant, for every row: rows_in = rows_published + rows_quarantined. A re-run appends a new
-row; the latest row per source_file is the batch that silver holds.
+A batch is the set of landed files of one feed that one load step checks, gates and publishes
+together (a day's files in a daily run; up to a month of them in a history run); its files share
+the batch_id. Invariant, for every row: rows_in = rows_published + rows_quarantined. A re-run
+appends new rows; the latest row per source_file says what silver holds of that file.
 """
 
 from __future__ import annotations
@@ -29,11 +31,17 @@ class LedgerRow:
     rows_in: int = 0
     rows_published: int = 0
     rows_quarantined: int = 0
+    # Records of kinds the contract does not take (FHIR resource types without a table): counted,
+    # not loaded, and not part of rows_in.
+    rows_skipped: int = 0
     status: str = FAILED
     reason: str | None = None
     snapshot_id: int | None = None
     run_id: str | None = None
     data_docs: str | None = None
+    # Per table of the contract: {"in": n, "published": n, "quarantined": n}; and skipped kinds.
+    tables: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
     finished_at: datetime | None = None
     gate_results: list[dict] = field(default_factory=list, repr=False)
 
@@ -41,21 +49,26 @@ class LedgerRow:
 _COLUMNS = [f.name for f in fields(LedgerRow) if f.name != "gate_results"]
 
 
-def record(con: duckdb.DuckDBPyConnection, row: LedgerRow, root=None) -> None:
-    """Append the batch's ledger row and its gate results, in one lake transaction."""
-    values = asdict(row)
-    gate_rows = [
-        (row.batch_id, row.feed, r["expectation"], r["column"], r["severity"], r["success"],
-         r["observed"], row.finished_at)
-        for r in row.gate_results
-    ]
+def record(con: duckdb.DuckDBPyConnection, rows: list[LedgerRow], gate_results: list[dict], root=None) -> None:
+    """Append the ledger rows of a batch's files and its gate results, in one lake transaction."""
+    import json
+
+    values = []
+    for row in rows:
+        value = asdict(row)
+        value["tables"] = json.dumps(row.tables) if row.tables else None
+        value["skipped"] = json.dumps(row.skipped) if row.skipped else None
+        values.append([value[c] for c in _COLUMNS])
+    checked_at = max((r.finished_at for r in rows if r.finished_at), default=None)
+    gate_rows = [(rows[0].batch_id, rows[0].feed, r.get("table"), r["expectation"], r["column"], r["severity"],
+                  r["success"], r["observed"], checked_at) for r in gate_results] if rows else []
 
     def write() -> None:
-        con.execute(
-            f"insert into ops.load_ledger ({', '.join(_COLUMNS)}) values ({', '.join('?' * len(_COLUMNS))})",
-            [values[c] for c in _COLUMNS])
+        con.executemany(
+            f"insert into ops.load_ledger ({', '.join(_COLUMNS)}) values ({', '.join('?' * len(_COLUMNS))})", values)
         if gate_rows:
-            con.executemany("insert into ops.gate_results values (?, ?, ?, ?, ?, ?, ?, ?)", gate_rows)
+            con.executemany("insert into ops.gate_results (batch_id, feed, table_name, expectation, column_name, "
+                            "severity, success, observed, checked_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)", gate_rows)
 
     lake.commit(con, write, root)
 

@@ -15,10 +15,11 @@ from zoneinfo import ZoneInfo
 from transforms import settings
 from transforms.contract import load_contract
 
-# Each load task pays for a process and for importing Great Expectations (~13 s), so a long
-# history is cut into at most this many tasks (one per task slot: airflow.cfg parallelism = 2);
-# a day's few files each get their own task.
-MAX_LOAD_TASKS = int(os.environ.get("QALA_MAX_LOAD_TASKS", "2"))
+# Each load task pays for a process and for importing Great Expectations (~5-13 s), so a long
+# history is one task per feed by default (the feeds of a domain fill the two task slots of
+# airflow.cfg); set QALA_MAX_LOAD_TASKS=2 to split one feed's history over both slots;
+# a day's files are one task and one batch.
+MAX_LOAD_TASKS = int(os.environ.get("QALA_MAX_LOAD_TASKS", "1"))
 
 
 def landing_window(conf: dict | None, interval_start: datetime | None, interval_end: datetime | None,
@@ -55,11 +56,11 @@ def landed_files(feed: str, first: date, last: date, root: Path | None = None) -
 
 
 def group_files(files: list[Path], first: date, last: date) -> list[list[str]]:
-    """The load tasks of a run: one per file for a single landing day; for a range of days, at
-    most MAX_LOAD_TASKS contiguous groups of near-equal size."""
+    """The load tasks of a run: one for a single landing day (its files are one batch); for a
+    range of days, at most MAX_LOAD_TASKS contiguous groups of near-equal size."""
     if not files:
         return []
-    groups = len(files) if first == last else min(MAX_LOAD_TASKS, len(files))
+    groups = 1 if first == last else min(MAX_LOAD_TASKS, len(files))
     size, extra = divmod(len(files), groups)
     out, start = [], 0
     for index in range(groups):

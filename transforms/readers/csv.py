@@ -14,9 +14,9 @@ from pathlib import Path
 
 import duckdb
 
-from transforms.contract import Contract
+from transforms.contract import Contract, Table
 from transforms.errors import BadInput
-from transforms.readers import ReadResult
+from transforms.readers import ReadResult, TableRead
 
 _CHUNK = 1 << 20
 _DUCKDB_ENCODING = {"utf-8": "utf-8", "windows-1251": "CP1251"}
@@ -58,8 +58,9 @@ def _read_header(path: Path, encoding: str, delimiter: str, label: str) -> list[
     return [name.strip().lstrip("\ufeff") for name in header]
 
 
-def _check_header(header: list[str], contract: Contract, label: str, delimiter: str) -> ReadResult:
-    missing_required = [c.name for c in contract.columns if c.required and c.name not in header]
+def _check_header(header: list[str], table: Table, label: str, delimiter: str) -> TableRead:
+    sources = {c.source or c.name: c for c in table.columns}
+    missing_required = [name for name, c in sources.items() if c.required and name not in header]
     if missing_required:
         hint = ""
         if len(header) == 1:
@@ -70,23 +71,33 @@ def _check_header(header: list[str], contract: Contract, label: str, delimiter: 
     duplicated = sorted({h for h in header if header.count(h) > 1})
     if duplicated:
         raise BadInput(label, "header", f"column(s) named twice in the header: {', '.join(duplicated)}", line=1)
-    known = set(contract.column_names)
-    return ReadResult(
-        encoding="",
-        header=header,
-        extra_columns=[h for h in header if h not in known],
-        missing_optional=[c.name for c in contract.columns if not c.required and c.name not in header],
+    return TableRead(
+        table=table.name, relation=f"raw__{table.name}", rejected=f"rejected__{table.name}",
+        header=[sources[h].name for h in header if h in sources],
+        extra_columns=[h for h in header if h not in sources],
+        missing_optional=[c.name for name, c in sources.items() if not c.required and name not in header],
     )
 
 
 def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: str) -> ReadResult:
+    """A one-table CSV feed: the landed file is the table."""
+    fmt = contract.format
+    table_read, encoding = read_table(con, path, contract.single, label, delimiter=fmt.get("delimiter", ","),
+                                      encodings=fmt.get("encodings", ["utf-8"]))
+    return ReadResult(encoding=encoding, tables={table_read.table: table_read})
+
+
+def read_table(con: duckdb.DuckDBPyConnection, path: Path, table: Table, label: str, *, delimiter: str = ",",
+               encodings: list[str] | tuple[str, ...] = ("utf-8",), member: str | None = None,
+               empty_ok: bool = False) -> tuple[TableRead, str]:
+    """Read one CSV file (a plain landed file, or a member extracted from an archive, in which
+    case `label` names the member and `member` is recorded on every record) as `table`.
+    Returns the relations and the detected encoding."""
     if path.stat().st_size == 0:
         raise BadInput(label, "format", "empty file (0 bytes)")
-    delimiter = contract.format.get("delimiter", ",")
-    encoding = detect_encoding(path, contract.format.get("encodings", ["utf-8"]), label)
+    encoding = detect_encoding(path, list(encodings), label)
     header = _read_header(path, encoding, delimiter, label)
-    result = _check_header(header, contract, label, delimiter)
-    result.encoding = encoding
+    result = _check_header(header, table, label, delimiter)
 
     columns = {name: "VARCHAR" for name in header}
     con.execute("drop table if exists csv_rejects; drop table if exists csv_reject_scans")
@@ -102,8 +113,9 @@ def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: 
         """,
         [str(path), delimiter, columns, _DUCKDB_ENCODING[encoding]],
     )
-    _number_lines(con, path)
-    return result
+    renames = {c.source: c.name for c in table.columns if c.source and c.source in header}
+    _number_lines(con, path, result, renames, member)
+    return result, encoding
 
 
 def _load_encodings(con: duckdb.DuckDBPyConnection) -> None:
@@ -114,7 +126,8 @@ def _load_encodings(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("load encodings")
 
 
-def _number_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, result: TableRead, renames: dict[str, str],
+                  member: str | None) -> None:
     """Give every record its physical line in the file (header = line 1).
 
     `raw_scan` keeps the file's record order (insertion order is preserved). Records are one
@@ -122,20 +135,25 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """
     con.execute(
         """
-        create or replace temp table rejected as
-        select line as _source_line, any_value(csv_line) as raw_line,
+        create or replace temp table {rejected} as
+        select line as _source_line, {member} as _source_member, any_value(csv_line) as raw_line,
                arg_min(error_type || ': ' || error_message, column_idx) as reason
         from csv_rejects group by line
-        """
+        """.format(rejected=result.rejected, member=_literal(member))
     )
     records, = con.execute("select count(*) from raw_scan").fetchone()
-    rejects, = con.execute("select count(*) from rejected").fetchone()
+    rejects, = con.execute(f"select count(*) from {result.rejected}").fetchone()
     newlines = _count_newlines(path)
     text_columns = [c for (c,) in con.execute(
         "select column_name from duckdb_columns() where table_name = 'raw_scan'").fetchall()]
+    # The contract's columns, renamed from their source names; columns not in the contract stay out.
+    known = [c for c in text_columns if c in renames or c in result.header]
+    select = ", ".join(f'"{c}" as "{renames.get(c, c)}"' for c in known) or "null as _no_column"
+    select_accepted = ", ".join(f'accepted."{c}" as "{renames.get(c, c)}"' for c in known) or "null as _no_column"
     if newlines in (records + rejects, records + rejects + 1) and rejects == 0:
         # The common case: one record per line, nothing rejected.
-        con.execute("create or replace temp view raw as select *, rowid + 2 as _source_line from raw_scan")
+        con.execute(f"create or replace temp view {result.relation} as "
+                    f"select {select}, rowid + 2 as _source_line, {_literal(member)} as _source_member from raw_scan")
         return
     inner_newlines = " + ".join(
         f"coalesce(length(\"{c}\") - length(replace(\"{c}\", chr(10), '')), 0)" for c in text_columns
@@ -144,7 +162,7 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     # rejected record that physically precedes it (an as-of join on positions).
     con.execute(
         f"""
-        create or replace temp view raw as
+        create or replace temp view {result.relation} as
         with accepted as (
             select *, rowid as _order, 2 + rowid + coalesce(sum({inner_newlines}) over (
                        order by rowid rows between unbounded preceding and 1 preceding), 0) as _start
@@ -157,13 +175,18 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                        as accepted_position,
                    sum(1 + length(raw_line) - length(replace(raw_line, chr(10), ''))) over (
                        order by _source_line) as shift
-            from rejected
+            from {result.rejected}
         )
-        select accepted.* exclude (_start, _order), accepted._start + coalesce(gaps.shift, 0) as _source_line
+        select {select_accepted}, accepted._start + coalesce(gaps.shift, 0) as _source_line,
+               {_literal(member)} as _source_member
         from accepted asof left join gaps on accepted._start >= gaps.accepted_position
         order by accepted._order
         """
     )
+
+
+def _literal(value: str | None) -> str:
+    return "null::varchar" if value is None else "'" + value.replace("'", "''") + "'"
 
 
 def _count_newlines(path: Path) -> int:

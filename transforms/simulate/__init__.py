@@ -50,12 +50,16 @@ def simulate(
     params: dict[str, object] | None = None,
     workers: int | None = None,
     feeds: list[str] | None = None,
+    scales: dict[str, float] | None = None,
 ) -> dict[str, int]:
     """Write `days` days of exports from `start` for the feeds of `domains` (default: all).
 
     `params` overrides a feed module's planted-effect parameters ({feed: module.Params(...)}).
     `workers` processes share the work (default: one per core); the bytes do not depend on it.
     `feeds` narrows the run to those feeds ("<domain>/<feed>") of the selected domains.
+    `scales` gives some feeds their own scale ({feed: scale}); the others take `scale`. Feeds
+    that describe the same world must share a scale (GTFS static and realtime, the Sergek
+    cameras and their violations).
     Returns the records written per feed, e.g. {"safety/road_accidents": 21873}.
     """
     root = Path(root)
@@ -69,8 +73,12 @@ def simulate(
     # records re-derive earlier days) stays warm; units run in parallel processes.
     units = [(feed, start + timedelta(days=first), min(CHUNK_DAYS, days - first))
              for feed in modules for first in range(0, days, CHUNK_DAYS)]  # fmt: skip
-    common = {"root": root, "scale": scale, "seed": seed, "defect_rate": defect_rate}
-    jobs = [(feed, first, n, common, (params or {}).get(feed)) for feed, first, n in units]
+    scales = scales or {}
+    if unknown := set(scales) - set(feed_modules()):
+        raise ValueError(f"unknown feed(s) in scales: {sorted(unknown)}")
+    common = {"root": root, "seed": seed, "defect_rate": defect_rate}
+    jobs = [(feed, first, n, {**common, "scale": scales.get(feed, scale)}, (params or {}).get(feed))
+            for feed, first, n in units]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     done = 0
     if workers == 1:
@@ -95,7 +103,7 @@ def simulate(
         planted = Counter(d["kind"] for d in read_defects(root, feed)
                           if start.isoformat() <= d["file"].split("/")[2] <= end.isoformat())
         truths[feed] = {**module.ground_truth(*([params[feed]] if params and feed in params else [])),
-                        "run": run, "records": rows[feed],
+                        "run": {**run, "scale": scales.get(feed, scale)}, "records": rows[feed],
                         "defects": {"log": f"simulator/defects/{feed}/<YYYY-MM-DD>.jsonl",
                                     "count_by_kind": dict(sorted(planted.items()))}}  # fmt: skip
     write_ground_truth(root, truths)
