@@ -18,10 +18,12 @@ SEED ?= 42
 DEFECTS ?= 0
 DOMAIN ?=
 DATE ?=
+FROM ?=
+TO ?=
 ROWS ?= 2000000
 SIM_SCALE ?= 0.1
 
-.PHONY: setup run test ingest up sql bench scorecard clean-warehouse
+.PHONY: setup run test ingest backfill up sql bench scorecard clean-warehouse
 
 # --- set-up: a locked venv, the DuckDB extensions from their PyPI packages, the dbt manifest
 $(BIN)/uv:
@@ -46,6 +48,11 @@ run: setup
 ingest: setup
 	@test -n "$(DOMAIN)" -a -n "$(DATE)" || { echo "usage: make ingest DOMAIN=<domain> DATE=YYYY-MM-DD"; exit 2; }
 	$(BIN)/qala ingest --domain $(DOMAIN) --date $(DATE)
+
+# --- reload a range of landing days through an Airflow backfill: make backfill FROM=2025-03-01 TO=2025-03-31 [DOMAIN=safety]
+backfill: setup
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [DOMAIN=<domain>]"; exit 2; }
+	$(BIN)/qala backfill --from $(FROM) --to $(TO) $(if $(DOMAIN),--domains $(DOMAIN))
 
 # --- the Airflow UI (and scheduler) on this warehouse until Ctrl-C
 up: setup

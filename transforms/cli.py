@@ -7,7 +7,10 @@ import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from collections import Counter
+
 from transforms import lake, settings
+from transforms.contract import all_feeds
 from transforms.ledger import PUBLISHED
 
 
@@ -98,12 +101,51 @@ def _ingest(domains: list[str], first: date, last: date, prefix: str, build_once
     return 0 if ok else 1
 
 
+def cmd_backfill(args) -> int:
+    """An Airflow backfill of each domain's ingest DAG over [from, to]: one scheduled-style run
+    per landing day, days that already ran included; build_kpis once at the end."""
+    from zoneinfo import ZoneInfo
+
+    from transforms.orchestrate import EmbeddedAirflow, run_id
+
+    root = _root()
+    lake.ensure_lake(root)
+    domains = args.domains or sorted({f.split("/")[0] for f in all_feeds()})
+    tz = ZoneInfo(settings.LOCAL_TZ)
+    first = datetime.combine(args.first, datetime.min.time(), tz)
+    last = datetime.combine(args.last, datetime.min.time(), tz)
+    ok, published = True, 0
+    with EmbeddedAirflow(root) as airflow:
+        airflow.wait_for_dags([f"ingest_{d}" for d in domains] + ["build_kpis"])
+        backfills = {}
+        for domain in domains:
+            backfills[domain] = airflow.backfill(f"ingest_{domain}", first, last, {"announce": False})
+            print(f"Airflow: backfill {backfills[domain]} of ingest_{domain}, landing days {args.first} .. {args.last} ...",
+                  flush=True)
+        for domain, backfill_id in backfills.items():
+            runs = airflow.wait_for_backfill(backfill_id)
+            states = Counter(r["state"] for r in runs)
+            print(f"Airflow: backfill of ingest_{domain}: {len(runs)} run(s), "
+                  + ", ".join(f"{n} {state}" for state, n in sorted(states.items())))
+            ok &= bool(runs) and set(states) == {"success"}
+            for run in runs:
+                rows = _print_ledger(root, run["dag_run_id"])
+                ok &= all(r["status"] == PUBLISHED for r in rows)
+                published += sum(r["status"] == PUBLISHED for r in rows)
+        if published:
+            rid = airflow.trigger("build_kpis", {}, run_id("backfill__build_kpis"))
+            print(f"Airflow: build_kpis run {rid} (once, after the backfills) ...", flush=True)
+            state = airflow.wait_for_run("build_kpis", rid)
+            print(f"Airflow: build_kpis {state}")
+            ok &= state == "success"
+    return 0 if ok else 1
+
+
 def cmd_ingest(args) -> int:
     return _ingest([args.domain], args.date, args.date, "ingest")
 
 
 def cmd_run(args) -> int:
-    from transforms.contract import all_feeds
     from transforms.orchestrate import passwords_file, port
 
     cmd_init(args)
@@ -177,6 +219,17 @@ def cmd_airflow(args) -> int:
     return subprocess.call(["airflow", *args.args], env=airflow_env(_root()))
 
 
+def cmd_privacy_scan(args) -> int:
+    from transforms.privacy import scan_lake
+
+    findings = scan_lake(_root())
+    for finding in findings:
+        print(finding)
+    files = sum(1 for _ in lake.data_path(_root()).rglob("*.parquet"))
+    print(f"{len(findings)} finding(s) in {files} Parquet file(s) of the lake")
+    return 1 if findings else 0
+
+
 def cmd_bench(args) -> int:
     from transforms.bench import main as bench
 
@@ -216,11 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_simulate)
     world(p := sub.add_parser("run", help="the main job: simulate, load the history through Airflow, build KPIs"), 0.0)
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("backfill", help="an Airflow backfill of the ingest DAGs over landing days FROM..TO")
+    p.add_argument("--from", dest="first", type=date.fromisoformat, required=True)
+    p.add_argument("--to", dest="last", type=date.fromisoformat, required=True)
+    p.add_argument("--domains", nargs="*", default=None)
+    p.set_defaults(func=cmd_backfill)
     p = sub.add_parser("ingest", help="one ingest DAG run for one landing day")
     p.add_argument("--domain", required=True)
     p.add_argument("--date", type=date.fromisoformat, required=True)
     p.set_defaults(func=cmd_ingest)
     sub.add_parser("scorecard", help="print marts.kpi_scorecard").set_defaults(func=cmd_scorecard)
+    sub.add_parser("privacy-scan", help="look for raw IINs, phones and plates in every Parquet file of the lake"
+                   ).set_defaults(func=cmd_privacy_scan)
     sub.add_parser("up", help="run the Airflow UI and scheduler until Ctrl-C").set_defaults(func=cmd_up)
     p = sub.add_parser("airflow", help="the airflow CLI, with this warehouse's environment")
     p.add_argument("args", nargs=argparse.REMAINDER)
