@@ -167,7 +167,7 @@ def _quarantine_broken_references(con: duckdb.DuckDBPyConnection, table: Table, 
     con.execute(
         f"""
         update {checked} set _violations = list_append(_violations,
-            'reference: {column} ' || {col} || ' is not a {other_column} of {other.removeprefix("acc__")} in the same file')
+            'reference: {column} ' || {checked}.{col} || ' is not a {other_column} of {other.removeprefix("acc__")} in the same file')
         from (select distinct r._source_file, r.{col} from {checked} r
               where r.{col} is not null
                 and r._source_file in (select distinct _source_file from {other})

@@ -64,13 +64,20 @@ def record(con: duckdb.DuckDBPyConnection, rows: list[LedgerRow], gate_results: 
                   r["success"], r["observed"], checked_at) for r in gate_results] if rows else []
 
     def write() -> None:
-        con.executemany(
-            f"insert into ops.load_ledger ({', '.join(_COLUMNS)}) values ({', '.join('?' * len(_COLUMNS))})", values)
-        if gate_rows:
-            con.executemany("insert into ops.gate_results (batch_id, feed, table_name, expectation, column_name, "
-                            "severity, success, observed, checked_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)", gate_rows)
+        # One INSERT of all the rows: executemany would be one statement per row.
+        _insert(con, "ops.load_ledger", _COLUMNS, values)
+        _insert(con, "ops.gate_results", ["batch_id", "feed", "table_name", "expectation", "column_name",
+                                          "severity", "success", "observed", "checked_at"], gate_rows)
 
     lake.commit(con, write, root)
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: list) -> None:
+    if not rows:
+        return
+    placeholders = ", ".join("(" + ", ".join("?" * len(columns)) + ")" for _ in rows)
+    con.execute(f"insert into {table} ({', '.join(columns)}) values {placeholders}",
+                [value for row in rows for value in row])
 
 
 def rows_for_run(run_id: str, feed: str | None = None, root=None) -> list[dict]:
