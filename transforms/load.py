@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -74,8 +75,9 @@ def batches(paths: list[Path], days: int | None = None, size: int | None = None)
     batch: list[Path] = []
     batch_days: set[date] = set()
     batch_bytes = 0
+    weights = _weights(paths)
     for path in sorted(paths, key=lambda p: (landing_date_of(p), p.name)):
-        day, nbytes = landing_date_of(path), path.stat().st_size if path.exists() else 0
+        day, nbytes = landing_date_of(path), weights[path]
         if batch and ((day not in batch_days and len(batch_days) >= days) or batch_bytes + nbytes > size):
             yield batch
             batch, batch_days, batch_bytes = [], set(), 0
@@ -84,6 +86,15 @@ def batches(paths: list[Path], days: int | None = None, size: int | None = None)
         batch_bytes += nbytes
     if batch:
         yield batch
+
+
+def _weights(paths: list[Path]) -> dict[Path, int]:
+    """The bytes each landed file brings: its share of its landing folder (a FHIR manifest
+    brings the NDJSON files beside it, a CSV about itself)."""
+    per_folder = Counter(p.parent for p in paths)
+    folder_bytes = {folder: sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) if folder.exists() else 0
+                    for folder in per_folder}
+    return {p: folder_bytes[p.parent] // per_folder[p.parent] for p in paths}
 
 
 def load_files(feed: str, paths: list[Path], run_id: str | None = None, root: Path | None = None,
