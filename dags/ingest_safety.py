@@ -1,4 +1,4 @@
-"""Airflow DAG ingest_safety — public safety: the police road-accident register."""
+"""Airflow DAG ingest_safety — public safety: road accidents, Sergek cameras and their violations."""
 
 from qala_dag_factory import ingest_dag
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from transforms import settings
+from transforms.contract import DOMAINS, feeds_of_domain
 from transforms.orchestrate import airflow_env
 
 DAGS = settings.REPO_ROOT / "dags"
@@ -37,12 +38,15 @@ def test_every_dag_file_imports_and_parses_in_well_under_a_second(dag_file, tmp_
     assert report["seconds"] < 1.0, f"{dag_file.name} took {report['seconds']:.2f} s to parse"
 
 
-def test_ingest_dag_is_built_from_the_contracts(tmp_path):
-    out = subprocess.run([sys.executable, "-c", PARSE, str(DAGS / "ingest_safety.py"), str(DAGS)],
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_each_domain_has_an_ingest_dag_built_from_its_contracts(domain, tmp_path):
+    out = subprocess.run([sys.executable, "-c", PARSE, str(DAGS / f"ingest_{domain}.py"), str(DAGS)],
                          env=airflow_env(tmp_path), capture_output=True, text=True, check=True)
-    tasks = json.loads(out.stdout.strip().splitlines()[-1])["dags"]["ingest_safety"]
-    assert tasks == ["road_accidents.announce", "road_accidents.check",
-                     "road_accidents.find_landed_files", "road_accidents.load"]
+    tasks = json.loads(out.stdout.strip().splitlines()[-1])["dags"][f"ingest_{domain}"]
+    feeds = [feed.split("/")[1] for feed in feeds_of_domain(domain)]
+    assert feeds, f"no contract in transforms/contracts/{domain}/"
+    assert tasks == sorted(f"{feed}.{task}" for feed in feeds
+                           for task in ("announce", "check", "find_landed_files", "load"))
 
 
 def test_dag_files_hold_no_pipeline_logic():

@@ -183,7 +183,10 @@ def _quarantine_duplicate_keys(con: duckdb.DuckDBPyConnection, table: Table, che
     publishes; later ones are quarantined naming the line of the first. Per file, so the outcome
     never depends on which files were loaded together. A hash aggregate, not a window."""
     keys = ", ".join(ident(k) for k in ("_source_file", *table.primary_key))
-    match = " and ".join(f"{checked}.{ident(k)} = first.{ident(k)}" for k in ("_source_file", *table.primary_key))
+    # NULL parts of a key match each other, as GX's uniqueness check treats them (a foreign
+    # worker has no IIN, a citizen no passport number).
+    match = " and ".join(f"{checked}.{ident(k)} is not distinct from first.{ident(k)}"
+                         for k in ("_source_file", *table.primary_key))
     con.execute(
         f"""
         update {checked} set _violations = ['primary key: duplicate of line ' || first._first_line

@@ -23,7 +23,6 @@ SCHEMAS = ("silver", "quarantine", "ops", "reference", "staging", "intermediate"
 EXTENSION_PACKAGES = {
     "ducklake": "duckdb_extension_ducklake",
     "sqlite_scanner": "duckdb_extension_sqlite_scanner",
-    "encodings": "duckdb_extension_encodings",
 }
 
 # SQLite is the catalog: writers wait for each other instead of failing at once.

@@ -105,6 +105,8 @@ def load_files(feed: str, paths: list[Path], run_id: str | None = None, root: Pa
     contract = load_contract(feed)
     outcomes: list[gate.GateOutcome] = []
     con = lake.connect(root)
+    # A timestamp a source writes without an offset is local time, as the contracts say.
+    con.execute(f"set TimeZone = '{settings.LOCAL_TZ}'")
     rows: list[LedgerRow] = []
     try:
         for batch in batches([Path(p) for p in paths]):
