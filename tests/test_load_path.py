@@ -223,3 +223,15 @@ def test_a_batch_the_gate_refuses_blocks_only_the_offending_file(warehouse, tmp_
     assert query(warehouse, "select count(*), count(distinct _source_file) from silver.safety__road_accidents") == [(20, 2)]
     assert query(warehouse, "select _rule, count(*) from quarantine.safety__road_accidents group by 1") == [("gate", 10)]
     assert query(warehouse, "select count(distinct batch_id) from ops.load_ledger") == [(1,)]
+
+
+def test_a_file_larger_than_the_contract_allows_fails_before_it_is_read(warehouse, monkeypatch):
+    from transforms.readers import archive
+
+    monkeypatch.setitem(archive.DEFAULT_LIMITS, "max_bytes", 1000)
+    big = land(warehouse, "2025-03-01", "a_big.csv", HEADER + "\n" + accident_rows(40))
+    small = land(warehouse, "2025-03-01", "b_small.csv", HEADER + "\n" + accident_rows(3))
+    with pytest.raises(LoadFailure, match=r"a_big.csv: \[size limit\] [0-9,]+ bytes is more than the contract's max_bytes 1,000"):
+        load_files(FEED, [big, small], run_id="r")
+    assert query(warehouse, "select split_part(source_file, '/', 5), status, bytes > 1000 from ops.load_ledger order by 1") == [
+        ("a_big.csv", "failed", True), ("b_small.csv", "published", False)]

@@ -37,7 +37,7 @@ from transforms.contract import Contract, Table, load_contract
 from transforms.errors import BadInput
 from transforms.ledger import BLOCKED, FAILED, PUBLISHED, LedgerRow, record
 from transforms.pseudonymise import hmac_key
-from transforms.readers import ReadResult, reader
+from transforms.readers import ReadResult, archive, reader
 
 LINEAGE = {"_batch_id": "varchar", "_landing_date": "date", "_source_file": "varchar",
            "_source_member": "varchar", "_source_line": "bigint"}
@@ -191,7 +191,9 @@ class Batch:
                             source_file=self.label(path), started_at=datetime.now(timezone.utc), run_id=self.run_id)
             self.rows[row.source_file] = row
             try:
-                row.sha256, row.bytes = _sha256(path), path.stat().st_size
+                row.bytes = path.stat().st_size
+                archive.check_size(path, row.source_file, self.contract.format)  # before reading a byte
+                row.sha256 = _sha256(path)
                 self._read(path, row)
                 row.status = READ
             except BadInput as error:

@@ -254,6 +254,9 @@ class EmbeddedAirflow:
     def backfill(self, dag_id: str, first: datetime, last: datetime, conf: dict) -> int:
         """An Airflow backfill of dag_id: one run per schedule interval whose logical date is in
         [first, last], re-running days that already ran (reprocess_behavior=completed)."""
+        # Airflow reads the bounds as UTC dates: give them in UTC, so that the first local day's run
+        # (logical date = that day's 00:00 Asia/Almaty = 19:00 UTC the day before) is included.
+        first, last = first.astimezone(timezone.utc), last.astimezone(timezone.utc)
         body = {"dag_id": dag_id, "from_date": first.isoformat(), "to_date": last.isoformat(),
                 "dag_run_conf": conf, "reprocess_behavior": "completed", "max_active_runs": 1}
         return self._request("POST", "/api/v2/backfills", body)["id"]

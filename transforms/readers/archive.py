@@ -38,7 +38,8 @@ def limits(fmt: dict) -> dict:
 
 
 def check_size(path: Path, label: str, fmt: dict) -> None:
-    """Refuse a landed file larger than the contract allows, before reading a byte of it."""
+    """Refuse a landed file (of any format) larger than the contract allows, before reading a
+    byte of it."""
     size, limit = path.stat().st_size, limits(fmt)["max_bytes"]
     if size == 0:
         raise BadInput(label, "format", "empty file (0 bytes)")
