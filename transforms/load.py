@@ -192,7 +192,7 @@ class Batch:
             self.rows[row.source_file] = row
             try:
                 row.bytes = path.stat().st_size
-                archive.check_size(path, row.source_file, self.contract.format)  # before reading a byte
+                archive.check_size(path, row.source_file, self.contract.format, allow_empty=True)  # the reader judges empty files
                 row.sha256 = _sha256(path)
                 self._read(path, row)
                 row.status = READ

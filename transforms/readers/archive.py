@@ -37,11 +37,11 @@ def limits(fmt: dict) -> dict:
     return {k: int(fmt.get(k, v)) for k, v in DEFAULT_LIMITS.items()}
 
 
-def check_size(path: Path, label: str, fmt: dict) -> None:
+def check_size(path: Path, label: str, fmt: dict, allow_empty: bool = False) -> None:
     """Refuse a landed file (of any format) larger than the contract allows, before reading a
-    byte of it."""
+    byte of it; and an empty one unless the format allows it (JSON Lines: zero records)."""
     size, limit = path.stat().st_size, limits(fmt)["max_bytes"]
-    if size == 0:
+    if size == 0 and not allow_empty:
         raise BadInput(label, "format", "empty file (0 bytes)")
     if size > limit:
         raise BadInput(label, "size limit", f"{size:,} bytes is more than the contract's max_bytes {limit:,}")

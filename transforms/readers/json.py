@@ -58,7 +58,15 @@ _PARSE_ERROR = re.compile(r"Malformed JSON at byte (\d+) of input: (.*?)\.?\s+In
 def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: str) -> ReadResult:
     fmt = contract.format
     table = contract.single
-    check_size(path, label, fmt)
+    check_size(path, label, fmt, allow_empty=fmt["type"] == "jsonl")
+    if fmt["type"] == "jsonl" and path.stat().st_size == 0:
+        # JSON Lines with no line: a valid file with zero records (a quiet day of a small city's
+        # cameras); the contract's min_rows decides whether that is acceptable.
+        columns = ", ".join(f'null::varchar as "{c.name}"' for c in table.columns)
+        relation = f"raw__{table.name}"
+        con.execute(f"create or replace temp table {relation} as select {columns}, null::bigint as _source_line, "
+                    f"null::varchar as _source_member where false")
+        return ReadResult(encoding="utf-8", tables={table.name: TableRead(table=table.name, relation=relation)})
     with path.open("rb") as handle:
         if b"\x00" in handle.read(_CHUNK):
             raise BadInput(label, "format", "binary file (NUL bytes): not a JSON text export")
