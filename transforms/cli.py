@@ -133,7 +133,7 @@ def cmd_backfill(args) -> int:
                 ok &= all(r["status"] == PUBLISHED for r in rows)
                 published += sum(r["status"] == PUBLISHED for r in rows)
         if published:
-            rid = airflow.trigger("build_kpis", {}, run_id("backfill__build_kpis"))
+            rid = airflow.trigger("build_kpis", {}, run_id("after_backfill__build_kpis"))
             print(f"Airflow: build_kpis run {rid} (once, after the backfills) ...", flush=True)
             state = airflow.wait_for_run("build_kpis", rid)
             print(f"Airflow: build_kpis {state}")
