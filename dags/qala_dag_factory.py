@@ -65,6 +65,7 @@ def _pseudonymisation_key_from_connection() -> None:
 def load(feed: str, files: list[str]) -> dict:
     from pathlib import Path
 
+    from transforms.ledger import PUBLISHED
     from transforms.load import LoadFailure, load_files
 
     context = get_current_context()
@@ -83,14 +84,19 @@ def load(feed: str, files: list[str]) -> dict:
     try:
         rows = load_files(feed, files, run_id=context["run_id"], on_batch=report)
     except LoadFailure as failure:
-        # The files are wrong, not the run: retrying cannot help, so fail without retries.
-        raise AirflowFailException(str(failure)) from None
-    return {"files": len(rows), "rows_published": sum(r.rows_published for r in rows)}
+        # The files are wrong, not the machinery: every file has its ledger row and the good
+        # ones are published, so this task succeeds (a retry cannot help) and `check` fails the
+        # run listing the bad files. An unexpected error still fails this task, with retries.
+        log.error("%s", failure)
+        rows = failure.rows
+    return {"files": len(rows), "rows_published": sum(r.rows_published for r in rows),
+            "files_not_published": sum(r.status != PUBLISHED for r in rows)}
 
 
 @task(trigger_rule="all_done_min_one_success")
 def announce(feed: str) -> dict:
-    """Emit the silver Asset once per run when anything was published, so build_kpis runs once."""
+    """Emit the silver Asset once per run when anything was published, so build_kpis runs once
+    (also when one of several load tasks crashed: what the others published is announced)."""
     from transforms.ledger import PUBLISHED, rows_for_run
 
     context = get_current_context()
@@ -105,9 +111,11 @@ def announce(feed: str) -> dict:
     return extra
 
 
-@task(trigger_rule="all_done_min_one_success")
+@task
 def check(feed: str) -> None:
-    """Fail the run, listing every file that did not publish and why (the ledger says it too)."""
+    """Fail the run, listing every file that did not publish and why (the ledger says it too).
+    It runs after every load task succeeded; a load task that itself failed fails the run
+    through this task's upstream_failed (a run's state is that of its last tasks)."""
     from transforms.ledger import PUBLISHED, rows_for_run
 
     failed = [r for r in rows_for_run(get_current_context()["run_id"], feed) if r["status"] != PUBLISHED]

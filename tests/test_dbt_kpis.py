@@ -110,8 +110,8 @@ def _fill_lake(root: Path, rows: list[tuple]) -> None:
     now = datetime.now()
     con.executemany(
         "insert into ops.load_ledger (batch_id, feed, logical_date, source_file, rows_in, "
-        "rows_published, rows_quarantined, status, snapshot_id, started_at, finished_at) "
-        "values (?, 'safety/road_accidents', ?, ?, 0, 0, 0, 'published', ?, ?, ?)",
+        "rows_published, rows_quarantined, rows_skipped, status, snapshot_id, started_at, finished_at) "
+        "values (?, 'safety/road_accidents', ?, ?, 0, 0, 0, 0, 'published', ?, ?, ?)",
         [(b, d, f, snapshot, now, now) for b, d, f in batches],
     )
     con.close()

@@ -71,7 +71,7 @@ def _ingest(domains: list[str], first: date, last: date, prefix: str, build_once
 
     root = _root()
     lake.ensure_lake(root)
-    ok, published = True, 0
+    ok, published, announced = True, 0, 0
     with EmbeddedAirflow(root) as airflow:
         airflow.wait_for_dags([f"ingest_{d}" for d in domains] + ["build_kpis"])
         started = datetime.now(timezone.utc)
@@ -87,13 +87,14 @@ def _ingest(domains: list[str], first: date, last: date, prefix: str, build_once
             rows = _print_ledger(root, rid)
             ok &= state == "success" and all(r["status"] == PUBLISHED for r in rows)
             published += sum(r["status"] == PUBLISHED for r in rows)
+            announced += len(airflow.asset_events(dag_id, rid))
         if published and build_once:
             rid = airflow.trigger("build_kpis", {}, run_id(f"{prefix}__build_kpis"))
             print(f"Airflow: build_kpis run {rid} (once, after every ingest run) ...", flush=True)
             state = airflow.wait_for_run("build_kpis", rid)
             print(f"Airflow: build_kpis {state}")
             ok &= state == "success"
-        elif published:  # the silver Assets changed: build_kpis runs
+        elif announced:  # the silver Assets changed: build_kpis runs
             print("Airflow: build_kpis (triggered by the silver Assets) ...", flush=True)
             run = airflow.wait_for_triggered_run("build_kpis", started)
             print(f"Airflow: build_kpis {run['state']}")

@@ -240,6 +240,11 @@ class EmbeddedAirflow:
     def runs(self, dag_id: str) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
 
+    def asset_events(self, dag_id: str, run_id: str) -> list[dict]:
+        """The Asset events a run emitted (its `announce` tasks' outlets)."""
+        query = urllib.parse.urlencode({"source_dag_id": dag_id, "source_run_id": run_id, "limit": 100})
+        return self._request("GET", f"/api/v2/assets/events?{query}")["asset_events"]
+
     def wait_for_triggered_run(self, dag_id: str, after: datetime, seconds: float = 3600) -> dict:
         """The asset-triggered run of dag_id queued after `after`, once finished."""
         def finished():
