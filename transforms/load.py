@@ -37,7 +37,7 @@ from transforms.contract import Contract, Table, load_contract
 from transforms.errors import BadInput
 from transforms.ledger import BLOCKED, FAILED, PUBLISHED, LedgerRow, record
 from transforms.pseudonymise import hmac_key
-from transforms.readers import ReadResult, archive, reader
+from transforms.readers import ReadResult, archive, many_reader, reader
 
 LINEAGE = {"_batch_id": "varchar", "_landing_date": "date", "_source_file": "varchar",
            "_source_member": "varchar", "_source_line": "bigint"}
@@ -136,6 +136,7 @@ class Batch:
         self.rows: dict[str, LedgerRow] = {}
         self.notes: dict[str, list[str]] = {}
         self.key = hmac_key(root)
+        self.pending: dict[tuple[str, str], list] = {}  # Arrow records per (table, select)
 
     def label(self, path: Path) -> str:
         resolved = path.resolve()
@@ -150,61 +151,108 @@ class Batch:
             self.con.execute(f"create or replace temp table rej__{table.name} (_source_file varchar, _landing_date date, "
                              f"_source_line bigint, _source_member varchar, raw_line varchar, reason varchar)")
 
-    def _read(self, path: Path, row: LedgerRow) -> None:
+    def _read(self, path: Path, row: LedgerRow) -> bool:
         label = row.source_file
         result: ReadResult = reader(self.contract.format["type"])(self.con, path, self.contract, label)
+        lineage = f"{checks.literal(label)} as _source_file, {checks.literal(row.logical_date.isoformat())}::date as _landing_date"
+        arrows = {name: read for name, read in result.tables.items() if read.arrow is not None}
+        counts = {name: read.arrow.num_rows for name, read in arrows.items()}
+        if len(arrows) == len(result.tables):
+            self._take(row, result, counts)
+        else:
+            self.con.execute("begin")  # a file's records enter the batch whole, or not at all
+            try:
+                for name, read in result.tables.items():
+                    if name in arrows:
+                        continue
+                    # An insert answers with its row count.
+                    counts[name], = self.con.execute(
+                        f"insert into acc__{name} by name select *, {lineage} from {read.relation}").fetchone()
+                    if read.rejected:
+                        counts[name] += self.con.execute(
+                            f"insert into rej__{name} by name select _source_line, _source_member, raw_line, "
+                            f"reason, {lineage} from {read.rejected}").fetchone()[0]
+                self._take(row, result, counts)
+                self.con.execute("commit")
+            except BaseException:
+                self.con.execute("rollback")
+                raise
+        if arrows:  # gathered over the batch, and turned into text once (`_flush_arrows`)
+            import pyarrow as pa
+
+            for name, read in arrows.items():
+                n = read.arrow.num_rows
+                arrow = read.arrow.append_column("_source_file", pa.array([label] * n, pa.string())).append_column(
+                    "_landing_date", pa.array([row.logical_date] * n, pa.date32()))
+                self.pending.setdefault((name, read.select), []).append(arrow)
+        return True
+
+    def _take(self, row: LedgerRow, result: ReadResult, counts: dict[str, int]) -> None:
+        """A file read: its encoding, skipped records, notes; refused below the contract's min_rows."""
+        label = row.source_file
         row.encoding = result.encoding
         row.skipped = dict(result.skipped)
         row.rows_skipped = sum(result.skipped.values())
         notes = list(result.notes)
-        lineage = f"{checks.literal(label)} as _source_file, {checks.literal(row.logical_date.isoformat())}::date as _landing_date"
-        counts = {}
-        self.con.execute("begin")  # a file's records enter the batch whole, or not at all
-        try:
-            for name, read in result.tables.items():
-                self.con.execute(f"insert into acc__{name} by name select *, {lineage} from {read.relation}")
-                counted, = self.con.execute(f"select count(*) from {read.relation}").fetchone()
-                if read.rejected:
-                    self.con.execute(f"insert into rej__{name} by name select _source_line, _source_member, raw_line, "
-                                     f"reason, {lineage} from {read.rejected}")
-                    counted += self.con.execute(f"select count(*) from {read.rejected}").fetchone()[0]
-                counts[name] = counted
-                if read.extra_columns:
-                    where = f" ({name})" if len(self.contract.tables) > 1 else ""
-                    notes.append(f"schema drift{where}: column(s) not in the contract kept out of silver: "
-                                 f"{', '.join(read.extra_columns)}")
-            total = sum(counts.values())
-            if total < self.contract.min_rows:
-                raise BadInput(label, "min_rows", f"{total} record(s); the contract expects at least "
-                                                  f"{self.contract.min_rows} in every export (an empty export is a broken export)")
-            self.con.execute("commit")
-        except BaseException:
-            self.con.execute("rollback")
-            raise
+        for name, read in result.tables.items():
+            if read.extra_columns:
+                where = f" ({name})" if len(self.contract.tables) > 1 else ""
+                notes.append(f"schema drift{where}: column(s) not in the contract kept out of silver: "
+                             f"{', '.join(read.extra_columns)}")
+        total = sum(counts.values())
+        if total < self.contract.min_rows:
+            raise BadInput(label, "min_rows", f"{total} record(s); the contract expects at least "
+                                              f"{self.contract.min_rows} in every export (an empty export is a broken export)")
         self.notes[label] = notes
+
+    def _read_many(self, ready: list[tuple[Path, LedgerRow]]) -> set[str]:
+        """The files the format's `read_many` takes in one scan (the rest are read one by one)."""
+        read_many = many_reader(self.contract.format["type"])
+        if read_many is None or len(ready) < 2:
+            return set()
+        taken = read_many(self.con, [(p, r.source_file, r.logical_date.isoformat()) for p, r in ready],
+                          self.contract, "many__read")
+        if taken:
+            name = self.contract.single.name
+            self.con.execute(f"insert into acc__{name} by name select * from many__read")
+        for label, (result, count) in taken.items():
+            row = self.rows[label]
+            try:
+                self._take(row, result, {result_table: count for result_table in result.tables})
+                row.status = READ
+            except BadInput as error:
+                self.con.execute(f"delete from acc__{self.contract.single.name} where _source_file = ?", [label])
+                row.status, row.reason = FAILED, str(error)
+        return set(taken)
+
+    def _flush_arrows(self) -> None:
+        """The Arrow records of the batch's files, into the accumulators in one statement per table."""
+        import pyarrow as pa
+
+        for (name, select), arrows in self.pending.items():
+            self.con.register("pending_arrow", pa.concat_tables(arrows))
+            try:
+                self.con.execute(f"insert into acc__{name} by name select {select}, _source_line, _source_member, "
+                                 f"_source_file, _landing_date from pending_arrow")
+            finally:
+                self.con.unregister("pending_arrow")
+        self.pending.clear()
 
     # --- the whole batch
     def load(self, outcomes: list) -> list[LedgerRow]:
         self._accumulators()
+        ready = []
         for path in self.paths:
             row = LedgerRow(batch_id=self.batch_id, feed=self.contract.feed, logical_date=landing_date_of(path),
                             source_file=self.label(path), started_at=datetime.now(timezone.utc), run_id=self.run_id)
             self.rows[row.source_file] = row
-            try:
-                row.bytes = path.stat().st_size
-                archive.check_size(path, row.source_file, self.contract.format, allow_empty=True)  # the reader judges empty files
-                row.sha256 = _sha256(path)
-                self._read(path, row)
+            if self._attempt(row, lambda: self._admit(path, row)):
+                ready.append((path, row))
+        taken = self._attempt(None, lambda: self._read_many(ready)) or set()
+        for path, row in ready:
+            if row.source_file not in taken and self._attempt(row, lambda: self._read(path, row)):
                 row.status = READ
-            except BadInput as error:
-                row.status, row.reason = FAILED, str(error)
-            except FileNotFoundError as error:
-                row.status, row.reason = FAILED, f"{row.source_file}: [missing] {error.strerror}"
-            except Exception as error:
-                # Not the file's fault (lock, disk, a bug): recorded, then raised so Airflow retries.
-                row.reason = f"unexpected {type(error).__name__} (the task retries): {error}"
-                self._finish([])
-                raise
+        self._attempt(None, self._flush_arrows)
         readable = [r for r in self.rows.values() if r.status != FAILED]
         gate_results: list[dict] = []
         if readable:
@@ -218,6 +266,28 @@ class Batch:
                 raise
         self._finish(gate_results)
         return list(self.rows.values())
+
+    def _admit(self, path: Path, row: LedgerRow) -> bool:
+        row.bytes = path.stat().st_size
+        archive.check_size(path, row.source_file, self.contract.format, allow_empty=True)  # the reader judges empty files
+        row.sha256 = _sha256(path)
+        return True
+
+    def _attempt(self, row: LedgerRow | None, step: Callable):
+        """Run one step of reading; a file's own fault fails that file (its ledger row says why)."""
+        try:
+            return step()
+        except Exception as error:
+            if row is not None and isinstance(error, (BadInput, FileNotFoundError)):
+                row.status = FAILED
+                row.reason = (str(error) if isinstance(error, BadInput) else
+                              f"{row.source_file}: [missing] {error.strerror}")
+                return None
+            # Not the file's fault (lock, disk, a bug): recorded, then raised so Airflow retries.
+            if row is not None:
+                row.reason = f"unexpected {type(error).__name__} (the task retries): {error}"
+            self._finish([])
+            raise
 
     def _check_gate_publish(self, outcomes: list) -> list[dict]:
         con, contract = self.con, self.contract

@@ -54,8 +54,9 @@ _FIELDS = {
     "trip_delay": pa.int64(), "stop_sequence": pa.int64(), "stop_id": pa.string(),
     "stop_schedule_relationship": pa.string(), "arrival_delay": pa.int64(), "arrival_time": pa.int64(),
     "departure_delay": pa.int64(), "departure_time": pa.int64(), "_source_line": pa.int64(),
+    "feed_timestamp": pa.uint64(), "_source_member": pa.string(),
 }  # fmt: skip
-_POSIX = ("trip_update_timestamp", "arrival_time", "departure_time")
+_POSIX = ("trip_update_timestamp", "arrival_time", "departure_time", "feed_timestamp")
 _LATEST_POSIX = 253402300799  # 9999-12-31 23:59:59 UTC
 
 
@@ -71,7 +72,7 @@ def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: 
     feed_timestamp = header.timestamp if header.HasField("timestamp") else None
 
     table = contract.single
-    produced = [*(n for n in _FIELDS if n != "_source_line"), "feed_timestamp"]
+    produced = [n for n in _FIELDS if n not in ("_source_line", "_source_member")]
     unknown = [n for n in table.column_names if n not in produced]
     if unknown:
         raise ValueError(f"contract {contract.feed}: column(s) {', '.join(unknown)} "
@@ -79,22 +80,19 @@ def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: 
     columns, skipped, with_vehicle = _columns(message)
     if with_vehicle:
         notes.append(f"{with_vehicle} entities held a VehiclePosition besides their TripUpdate (not loaded)")
+    records = len(columns["_source_line"])
+    columns["feed_timestamp"] = [feed_timestamp] * records
+    columns["_source_member"] = [None] * records
     arrow = pa.table({name: pa.array(values, type=_FIELDS[name]) for name, values in columns.items()})
-    feed_time = _timestamp(str(feed_timestamp)) if feed_timestamp is not None else "null::varchar"
     wanted = [n for n in produced if n in table.column_names]
-    select = [f"{_text(name, feed_time)} as \"{name}\"" for name in wanted]
-    relation = f"gtfs_rt__{table.name}"
-    con.register("gtfs_rt_arrow", arrow)
-    try:
-        # Entity order, then StopTimeUpdate order, as built.
-        con.execute(f"create or replace temp table {relation} as select {', '.join(select)}, "
-                    f"_source_line, null::varchar as _source_member from gtfs_rt_arrow")
-    finally:
-        con.unregister("gtfs_rt_arrow")
+    # Entity order, then StopTimeUpdate order, as built. The loader runs the select once over the
+    # Arrow records of all the batch's files (72 a day).
+    select = ", ".join(f"{_text(name)} as \"{name}\"" for name in wanted)
     # Every contract column is produced (NULL where the feed does not set the field); fields the
     # reader knows but the contract does not take stay out.
-    read_table = TableRead(table=table.name, relation=relation, rejected=None, header=wanted,
-                           extra_columns=[n for n in produced if n not in table.column_names])
+    read_table = TableRead(table=table.name, relation=None, rejected=None, header=wanted,
+                           extra_columns=[n for n in produced if n not in table.column_names],
+                           arrow=arrow, select=select)
     return ReadResult(encoding=None, tables={table.name: read_table}, skipped=dict(skipped), notes=notes)
 
 
@@ -114,7 +112,7 @@ def _decode(data: bytes, label: str) -> rt.FeedMessage:
 def _columns(message: rt.FeedMessage) -> tuple[dict[str, list], Counter, int]:
     """One pass over the entities: the column lists, the skipped entities by kind, and how
     many TripUpdate entities also carried a VehiclePosition."""
-    out: dict[str, list] = {name: [] for name in _FIELDS}
+    out: dict[str, list] = {name: [] for name in _FIELDS if name not in ("feed_timestamp", "_source_member")}
     (entity_id, update_index, trip_id, route_id, direction_id, start_date, start_time, trip_rel, vehicle_id,
      tu_timestamp, trip_delay, stop_sequence, stop_id, stop_rel, arrival_delay, arrival_time, departure_delay,
      departure_time, source_line) = out.values()  # fmt: skip
@@ -178,11 +176,9 @@ def _columns(message: rt.FeedMessage) -> tuple[dict[str, list], Counter, int]:
     return out, skipped, with_vehicle
 
 
-def _text(name: str, feed_time: str) -> str:
+def _text(name: str) -> str:
     """A reader column as the text the row checks type."""
     column = f'"{name}"'
-    if name == "feed_timestamp":
-        return feed_time
     if name in _POSIX:
         return _timestamp(column)
     if name == "start_date":
