@@ -96,6 +96,17 @@ def test_a_line_that_is_not_json_is_one_quarantined_record_and_the_rest_publish(
     assert first[0] == datetime(2025, 3, 1, 3, 1, tzinfo=timezone.utc)
 
 
+def test_an_empty_jsonl_day_between_full_ones_loads_in_one_batch(warehouse):
+    """A small city's quiet day (0 bytes) among full days, as in a history run's batch."""
+    paths = [land(warehouse, day, "sergek.jsonl", body, feed=SERGEK)
+             for day, body in (("2025-03-01", jsonl(violation(1), violation(2))), ("2025-03-02", ""),
+                               ("2025-03-03", jsonl(violation(3))), ("2025-03-04", ""))]
+    rows = load_files(SERGEK, paths, run_id="r")
+    assert [(r.status, r.rows_in, r.rows_published) for r in rows] == [
+        ("published", 2, 2), ("published", 0, 0), ("published", 1, 1), ("published", 0, 0)]
+    assert query(warehouse, "select count(*) from silver.safety__sergek_violations") == [(3,)]
+
+
 def test_a_jsonl_file_in_which_no_line_is_an_object_fails_naming_the_line(warehouse):
     path = land(warehouse, "2025-03-01", "sergek.jsonl", json.dumps([violation(1), violation(2)]) + "\n", feed=SERGEK)
     message = failure_of(SERGEK, path)

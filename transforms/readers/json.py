@@ -64,7 +64,8 @@ def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: 
         # cameras); the contract's min_rows decides whether that is acceptable.
         columns = ", ".join(f'null::varchar as "{c.name}"' for c in table.columns)
         relation = f"raw__{table.name}"
-        con.execute(f"create or replace temp table {relation} as select {columns}, null::bigint as _source_line, "
+        # A view, as the non-empty path makes (an earlier file's view must be replaceable, and back).
+        con.execute(f"create or replace temp view {relation} as select {columns}, null::bigint as _source_line, "
                     f"null::varchar as _source_member where false")
         return ReadResult(encoding="utf-8", tables={table.name: TableRead(table=table.name, relation=relation)})
     with path.open("rb") as handle:
