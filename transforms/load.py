@@ -297,7 +297,23 @@ class Batch:
         blocked: dict[str, str] = {}
         pages: list[str] = []
         with lake.off_lake(con):  # the checks and the gate work on temp tables only
-            self._check_and_gate(suites, results, blocked, pages, outcomes)
+            for table in contract.tables:
+                references = {}
+                for column, target in table.references.items():
+                    other, _, other_column = target.partition(".")
+                    references[column] = (f"acc__{other}", other_column)
+                checks.split(con, table, f"acc__{table.name}", f"rej__{table.name}", suites[table.name], self.key, references)
+                present, = con.execute(f"select count(*) from clean__{table.name}").fetchone()
+                if not present and not con.execute(f"select count(*) from acc__{table.name}").fetchone()[0]:
+                    continue  # no file of the batch holds this table
+                outcome = self._gate(table, None)
+                outcomes.append(outcome)
+                results += outcome.results
+                if outcome.data_docs:
+                    pages.append(outcome.data_docs)
+                if not outcome.passed:
+                    blocked.update(self._blame(table, outcome, outcomes))
+            self._count(blocked)
         snapshot = self._publish(blocked)
         for row in self.rows.values():
             if row.status == FAILED:
@@ -311,27 +327,6 @@ class Batch:
                 row.status = PUBLISHED
                 row.reason = "; ".join(self.notes.get(row.source_file, []) + self._warnings(results)) or None
         return results
-
-    def _check_and_gate(self, suites: dict, results: list[dict], blocked: dict[str, str], pages: list[str],
-                        outcomes: list) -> None:
-        con = self.con
-        for table in self.contract.tables:
-            references = {}
-            for column, target in table.references.items():
-                other, _, other_column = target.partition(".")
-                references[column] = (f"acc__{other}", other_column)
-            checks.split(con, table, f"acc__{table.name}", f"rej__{table.name}", suites[table.name], self.key, references)
-            present, = con.execute(f"select count(*) from clean__{table.name}").fetchone()
-            if not present and not con.execute(f"select count(*) from acc__{table.name}").fetchone()[0]:
-                continue  # no file of the batch holds this table
-            outcome = self._gate(table, None)
-            outcomes.append(outcome)
-            results += outcome.results
-            if outcome.data_docs:
-                pages.append(outcome.data_docs)
-            if not outcome.passed:
-                blocked.update(self._blame(table, outcome, outcomes))
-        self._count(blocked)
 
     def _frame(self, table: Table, source_file: str | None):
         where = "" if source_file is None else f"where _source_file = {checks.literal(source_file)}"

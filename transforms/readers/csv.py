@@ -236,8 +236,9 @@ def read_many(con: duckdb.DuckDBPyConnection, files: list[tuple[Path, str, str]]
     con.execute(f"create or replace temp table {relation} ({columns}, _source_line bigint, _source_member varchar, "
                 f"_source_file varchar, _landing_date date)")
     for header, group in groups.items():
-        if len(group) < 2:
-            continue
+        known = [c for c in header if c in renames or c in group[0][3].header]
+        if len(group) < 2 or not known:
+            continue  # read alone
         by_path = {str(path): (label, day, result) for path, label, day, result in group}
         con.execute("drop table if exists csv_rejects; drop table if exists csv_reject_scans")
         con.execute(
@@ -259,8 +260,7 @@ def read_many(con: duckdb.DuckDBPyConnection, files: list[tuple[Path, str, str]]
                 continue  # rejected records or quoted newlines: exact lines come from reading it alone
             good.append((name, label, day))
             taken[label] = (ReadResult(encoding="utf-8", tables={table.name: result}), count)
-        known = [c for c in header if c in renames or c in group[0][3].header]
-        if not good or not known:
+        if not good:
             continue
         select = ", ".join(f'"{c}" as "{renames.get(c, c)}"' for c in known)
         lineage = ", ".join(f"({_literal(n)}, {_literal(label)}, date '{day}')" for n, label, day in good)
