@@ -162,8 +162,12 @@ says why when it did not publish.
     )
     def ingest():
         for feed in feeds:
-            with TaskGroup(group_id=load_contract(feed).name):
-                loaded = load.partial(feed=feed).expand(files=find_landed_files(feed))
+            contract = load_contract(feed)
+            with TaskGroup(group_id=contract.name):
+                # find_landed_files inherits the weight (weight_rule "downstream"), so the heavy
+                # feeds' tasks are also the first to be found.
+                loaded = (load.override(priority_weight=contract.load_weight).partial(feed=feed)
+                          .expand(files=find_landed_files(feed)))
                 loaded >> [announce.override(outlets=[silver_asset(feed)])(feed), check(feed)]
 
     return ingest()

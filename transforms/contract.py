@@ -88,6 +88,10 @@ class Contract:
     # A landed file with fewer records than this (over all its tables) is refused as a whole:
     # e.g. a national register never has a day without a record, so an empty export is broken.
     min_rows: int = 0
+    # Relative cost of loading this feed (Airflow priority_weight of its load tasks): in a history
+    # run every feed's load is queued at once, and the LocalExecutor's two slots should take the
+    # longest loads first, or the run ends with one long load alone on one core.
+    load_weight: int = 1
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -174,7 +178,8 @@ def _parse(path: Path) -> Contract:
         top = {k: raw[k] for k in ("columns", "primary_key", "event_time", "pii") if k in raw}
         tables = (_table(feed, feed.split("/")[1], prefix, top, problems),)
     contract = Contract(feed=feed, title=raw["title"], format=raw["format"], tables=tables,
-                        cadence=raw.get("cadence", "daily"), min_rows=int(raw.get("min_rows", 0)), raw=raw)
+                        cadence=raw.get("cadence", "daily"), min_rows=int(raw.get("min_rows", 0)),
+                        load_weight=int(raw.get("load_weight", 1)), raw=raw)
     for table in tables:
         for column, target in table.references.items():
             other, _, other_column = target.partition(".")
