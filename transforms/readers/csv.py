@@ -102,11 +102,14 @@ def read_table(con: duckdb.DuckDBPyConnection, path: Path, table: Table, label: 
     result = _check_header(header, table, label, delimiter)
 
     columns = {name: "VARCHAR" for name in header}
+    # A scan per table: the relation returned is a view over it, and an archive's members are
+    # read one after another, each view staying valid until its records are taken.
+    scan = f"raw_scan__{table.name}"
     con.execute("drop table if exists csv_rejects; drop table if exists csv_reject_scans")
     with _as_utf8(path, encoding) as utf8:
         con.execute(
-        """
-        create or replace temp table raw_scan as
+        f"""
+        create or replace temp table {scan} as
         select * from read_csv(?, header = true, auto_detect = false, delim = ?, quote = '"',
                                escape = '"', columns = ?, store_rejects = true,
                                rejects_table = 'csv_rejects', rejects_scan = 'csv_reject_scans',
@@ -115,7 +118,7 @@ def read_table(con: duckdb.DuckDBPyConnection, path: Path, table: Table, label: 
             [str(utf8), delimiter, columns],
         )
     renames = {c.source: c.name for c in table.columns if c.source and c.source in header}
-    _number_lines(con, path, result, renames, member, header)
+    _number_lines(con, path, scan, result, renames, member, header)
     return result, encoding
 
 
@@ -134,11 +137,11 @@ def _as_utf8(path: Path, encoding: str):
         yield target
 
 
-def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, result: TableRead, renames: dict[str, str],
-                  member: str | None, text_columns: list[str]) -> None:
+def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, scan: str, result: TableRead,
+                  renames: dict[str, str], member: str | None, text_columns: list[str]) -> None:
     """Give every record its physical line in the file (header = line 1).
 
-    `raw_scan` keeps the file's record order (insertion order is preserved). Records are one
+    The scan keeps the file's record order (insertion order is preserved). Records are one
     line each unless a quoted field holds a newline, and rejected records sit between them.
     """
     con.execute(
@@ -149,9 +152,9 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, result: TableRead,
         from csv_rejects group by line
         """.format(rejected=result.rejected, member=_literal(member))
     )
-    records, rejects = con.execute(f"select (select count(*) from raw_scan), (select count(*) from {result.rejected})").fetchone()
+    records, rejects = con.execute(f"select (select count(*) from {scan}), (select count(*) from {result.rejected})").fetchone()
     newlines = _count_newlines(path)
-    # `raw_scan`'s columns are the header's names (read_csv was given them); asking duckdb_columns()
+    # The scan's columns are the header's names (read_csv was given them); asking duckdb_columns()
     # would walk every attached catalog, the lake's included (~20 ms a file).
     # The contract's columns, renamed from their source names; columns not in the contract stay out.
     known = [c for c in text_columns if c in renames or c in result.header]
@@ -160,7 +163,7 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, result: TableRead,
     if newlines in (records + rejects, records + rejects + 1) and rejects == 0:
         # The common case: one record per line, nothing rejected.
         con.execute(f"create or replace temp view {result.relation} as "
-                    f"select {select}, rowid + 2 as _source_line, {_literal(member)} as _source_member from raw_scan")
+                    f"select {select}, rowid + 2 as _source_line, {_literal(member)} as _source_member from {scan}")
         return
     inner_newlines = " + ".join(
         f"coalesce(length(\"{c}\") - length(replace(\"{c}\", chr(10), '')), 0)" for c in text_columns
@@ -173,7 +176,7 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, result: TableRead,
         with accepted as (
             select *, rowid as _order, 2 + rowid + coalesce(sum({inner_newlines}) over (
                        order by rowid rows between unbounded preceding and 1 preceding), 0) as _start
-            from raw_scan
+            from {scan}
         ),
         gaps as (
             select _source_line

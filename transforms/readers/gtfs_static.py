@@ -124,8 +124,8 @@ def _feed_version(archive: Archive, path: Path, notes: list[str]) -> str:
 
 def _read_member(con: duckdb.DuckDBPyConnection, archive: Archive, member: str, table: Table, label: str,
                  version: str, fmt: dict, notes: list[str]) -> TableRead | None:
-    """Extract one member, read it as `table`, and keep it as a temp table of its own (the
-    CSV reader's relation is a view over a scan the next member's read replaces)."""
+    """Extract one member and read it as `table`: a view over the CSV reader's scan of it, with
+    GTFS dates as ISO dates, the times' seconds and the feed version added."""
     member_label = f"{label}!{member}"
     extracted = archive.extract(member)
     try:
@@ -152,11 +152,10 @@ def _read_member(con: duckdb.DuckDBPyConnection, archive: Archive, member: str, 
                     missing_optional.append(column)
         select.append(f"{_literal(version)} as {FEED_VERSION}")
         header.append(FEED_VERSION)
-        relation, rejected = f"gtfs__{table.name}", f"gtfs__{table.name}__rejected"
-        con.execute(f"create or replace temp table {relation} as "
+        relation = f"gtfs__{table.name}"
+        con.execute(f"create or replace temp view {relation} as "
                     f"select {', '.join(select)}, _source_line, _source_member from {read.relation}")
-        con.execute(f"create or replace temp table {rejected} as select * from {read.rejected}")
-        return TableRead(table=table.name, relation=relation, rejected=rejected, header=header,
+        return TableRead(table=table.name, relation=relation, rejected=read.rejected, header=header,
                          extra_columns=read.extra_columns, missing_optional=missing_optional)
     finally:
         extracted.unlink(missing_ok=True)

@@ -153,8 +153,7 @@ def _manifest(archive: Archive, label: str) -> tuple[str, dict[str, str], list[s
 
 def _read_member(con: duckdb.DuckDBPyConnection, archive: Archive, member: str, table: Table, label: str,
                  mode: str, version: str, fmt: dict) -> TableRead:
-    """Extract one member, read it as `table`, and keep it as a temp table of its own (the
-    CSV reader's relation is a view over a scan the next member's read replaces)."""
+    """Extract one member and read it as `table`: a view over the CSV reader's scan of it."""
     member_label = f"{label}!{member}"
     extracted = archive.extract(member)
     try:
@@ -167,14 +166,12 @@ def _read_member(con: duckdb.DuckDBPyConnection, archive: Archive, member: str, 
         if missing:
             raise BadInput(member_label, "required columns", f"OneRoster {version} requires column(s) "
                                                              f"{', '.join(missing)} in {table.member}", line=1)
-        relation, rejected = f"oneroster__{table.name}", f"oneroster__{table.name}__rejected"
+        relation = f"oneroster__{table.name}"
         columns = ", ".join(f'"{name}"' for name in read.header)
-        con.execute(f"create or replace temp table {relation} as "
+        con.execute(f"create or replace temp view {relation} as "
                     f"select {columns + ', ' if columns else ''}'{mode}' as {DELIVERY_MODE}, _source_line, _source_member "
                     f"from {read.relation}")
-        con.execute(f"create or replace temp table {rejected} as select * from {read.rejected}")
-        con.execute(f"drop view if exists {read.relation}; drop table if exists {read.rejected}")
-        return TableRead(table=table.name, relation=relation, rejected=rejected,
+        return TableRead(table=table.name, relation=relation, rejected=read.rejected,
                          header=[*read.header, DELIVERY_MODE], extra_columns=read.extra_columns,
                          missing_optional=read.missing_optional)
     finally:
