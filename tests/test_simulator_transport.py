@@ -76,7 +76,12 @@ def _gtfs(root: Path, day: date, key: str) -> dict[str, pl.DataFrame]:
 
 @pytest.fixture(scope="module")
 def gtfs(run) -> dict[tuple[date, str], dict[str, pl.DataFrame]]:
-    return {(day, key): _gtfs(run, day, key) for day in DAYS_OF_RUN for key in KEYS}
+    """Each operator's schedule in force on each day of the run: the zip that landed last on or
+    before the day (builds land on Mondays and on a run's first day; this run has no Monday)."""
+    landed = [day for day in DAYS_OF_RUN if gs.lands_on(day, START)]
+    assert landed == [START]
+    zips = {(day, key): _gtfs(run, day, key) for day in landed for key in KEYS}
+    return {(day, key): zips[max(d for d in landed if d <= day), key] for day in DAYS_OF_RUN for key in KEYS}
 
 
 def _midnight(day: date) -> int:
@@ -140,16 +145,37 @@ def _digests(root: Path, day: date | None = None) -> dict[str, str]:
 # --- GTFS static -------------------------------------------------------------------------------
 
 
-def test_one_zip_per_operator_per_day_with_fixed_members_and_dates(run):
+def test_one_zip_per_operator_per_build_with_fixed_members_and_dates(run):
     for day in DAYS_OF_RUN:
         folder = run / "landing" / STATIC / day.isoformat()
+        if day != START:  # Wednesday to Saturday: no Monday, so only the first day has zips
+            assert not folder.exists()
+            continue
+        build = gs.build_day(day)  # the build in force: Monday 26 February
+        assert build == date(2024, 2, 26)
         assert sorted(p.name for p in folder.iterdir()) == sorted(f"gtfs_{k}.zip" for k in KEYS)
         for key in KEYS:
             with zipfile.ZipFile(folder / f"gtfs_{key}.zip") as archive:
                 infos = archive.infolist()
                 assert [i.filename for i in infos] == list(gs.MEMBERS)
-                assert {i.date_time for i in infos} == {(day.year, day.month, day.day, 0, 0, 0)}
+                assert {i.date_time for i in infos} == {(build.year, build.month, build.day, 0, 0, 0)}
                 assert archive.testzip() is None
+
+
+def test_a_build_lands_each_monday_and_the_build_in_force_on_a_runs_first_day(tmp_path):
+    monday, tuesday = date(2024, 3, 4), date(2024, 3, 5)
+    assert gs.build_day(monday) == gs.build_day(tuesday) == monday == gs.build_day(date(2024, 3, 10))
+    written = {}
+    for name, day, first in (("monday", monday, None), ("tuesday", tuesday, None), ("first", tuesday, tuesday)):
+        written[name] = gs.generate_day(DayContext(root=tmp_path / name, feed=STATIC, day=day, scale=0.005,
+                                                   seed=42, first_day=first))
+    assert written["tuesday"] == 0 and not (tmp_path / "tuesday" / "landing").exists()
+    assert written["monday"] == written["first"] > 0
+    # The first day's zips are the Monday's build, byte for byte.
+    for key in KEYS:
+        zips = [tmp_path / name / "landing" / STATIC / day.isoformat() / f"gtfs_{key}.zip"
+                for name, day in (("monday", monday), ("first", tuesday))]  # fmt: skip
+        assert zips[0].read_bytes() == zips[1].read_bytes()
 
 
 def test_every_file_has_its_required_fields_and_tolerable_extras(gtfs):
@@ -221,7 +247,7 @@ def test_weekday_and_weekend_services_and_the_holidays_in_the_calendar(gtfs):
 def test_feed_info_names_the_build(gtfs):
     for (day, key), feed in gtfs.items():
         info = feed["feed_info.txt"].row(0, named=True)
-        assert info["feed_version"] == f"{tr.operator(key).code}-{day.strftime('%Y%m%d')}"
+        assert info["feed_version"] == f"{tr.operator(key).code}-{gs.build_day(day).strftime('%Y%m%d')}"
         assert info["feed_start_date"] <= (day - timedelta(days=1)).strftime("%Y%m%d")
 
 
@@ -496,7 +522,7 @@ def test_a_day_alone_is_byte_identical_to_the_same_day_in_the_run(run, tmp_path)
     for module in (gs, rt, fv):
         module.generate_day(DayContext(root=tmp_path, feed=module.FEED, day=day, scale=SCALE, seed=42))
     alone, in_run = _digests(tmp_path, day), _digests(run, day)
-    assert len(alone) == 3 + 72 + 3
+    assert len(alone) == 72 + 3  # no GTFS build lands on a Friday
     assert alone == in_run
 
 
@@ -517,7 +543,8 @@ def test_volumes_grow_linearly_with_scale(run, tmp_path):
     counts = {}
     for scale in (SCALE, 2 * SCALE):
         ctx_root = tmp_path / str(scale)
-        counts[scale] = {m.FEED: m.generate_day(DayContext(root=ctx_root, feed=m.FEED, day=day, scale=scale))
+        counts[scale] = {m.FEED: m.generate_day(DayContext(root=ctx_root, feed=m.FEED, day=day, scale=scale,
+                                                           first_day=day))
                          for m in (fv, rt, gs)}  # fmt: skip
     ratio = {feed: counts[2 * SCALE][feed] / counts[SCALE][feed] for feed in counts[SCALE]}
     # Taps are Poisson-based (sigma of the ratio ~0.01); the network's size is round(n x scale)

@@ -76,7 +76,7 @@ def simulate(
     scales = scales or {}
     if unknown := set(scales) - set(feed_modules()):
         raise ValueError(f"unknown feed(s) in scales: {sorted(unknown)}")
-    common = {"root": root, "seed": seed, "defect_rate": defect_rate}
+    common = {"root": root, "seed": seed, "defect_rate": defect_rate, "first_day": start}
     jobs = [(feed, first, n, {**common, "scale": scales.get(feed, scale)}, (params or {}).get(feed))
             for feed, first, n in units]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))

@@ -84,6 +84,9 @@ class DayContext:
     seed: int = 42
     defect_rate: float = 0.0
     params: object | None = None  # the feed module's Params, when overridden (tests, CLI)
+    # The run's first day: a source that publishes less often than daily (GTFS static, weekly)
+    # also lands on it the build in force, as a new subscriber downloads the current feed.
+    first_day: date | None = None
     defects: list[Defect] = field(default_factory=list)
 
     @property

@@ -1,13 +1,17 @@
-"""GTFS Schedule (static) feeds of the city transit operators: one zip per operator per day.
+"""GTFS Schedule (static) feeds of the city transit operators: one zip per operator per week.
 
-Each of Almaty, Astana and Shymkent publishes a daily build of its current schedule as a GTFS
-Schedule zip (https://gtfs.org/documentation/schedule/reference/):
-`landing/transport/gtfs_static/<day>/gtfs_<operator>.zip`, e.g. `gtfs_almaty.zip`.
+Each of Almaty, Astana and Shymkent publishes a weekly build of its schedule, every Monday, as a
+GTFS Schedule zip (https://gtfs.org/documentation/schedule/reference/):
+`landing/transport/gtfs_static/<Monday>/gtfs_<operator>.zip`, e.g. `gtfs_almaty.zip`. On the
+first day of a simulated run the build in force (the last Monday's) lands too, as a new
+subscriber downloads the current feed, so every day of a run has its schedule in the lake. A
+schedule changes far less often than daily; a daily copy of the same timetable would only
+multiply the rows to load (3 zips a day were two thirds of all rows `make run` loads).
 
 Members, in this fixed order: agency.txt, stops.txt, routes.txt, trips.txt, stop_times.txt,
 calendar.txt, calendar_dates.txt, shapes.txt, feed_info.txt. UTF-8, comma-separated, a header
 line, LF line ends; deflated (level 1: the zips are large at scale 1), each member dated the
-export day at 00:00, so the bytes are identical on every run.
+build day (the Monday) at 00:00, so the bytes are identical on every run.
 
 The network (see `_transit.py`) is the same on every day, so ids are stable: Almaty runs buses
 (route_type 3), trolleybuses (11) and metro line 1 (1, its own agency); Astana buses and the
@@ -19,7 +23,7 @@ network has ~150 routes and ~2,000 vehicles on a weekday, Astana's ~120, Shymken
 
 Quirks real feeds have too:
 - calendar.txt has two services, WD (Monday-Friday) and WE (Saturday-Sunday), valid from a week
-  before the build day to four weeks after it; calendar_dates.txt moves the fixed-date public
+  before the build day to four weeks after it (a build covers its week with room to spare); calendar_dates.txt moves the fixed-date public
   holidays that fall on a weekday to the weekend service (exception_type 2 for WD, 1 for WE);
 - late-evening trips run past midnight, with times after 24:00:00 (e.g. 24:35:00);
 - stops.txt carries a non-standard column `stop_name_kk` (the Kazakh stop name): consumers must
@@ -27,9 +31,9 @@ Quirks real feeds have too:
 - stop names contain commas, so some fields are quoted.
 
 Defects at the run's defect rate (see base.DEFECT_KINDS), each logged with file, member and line:
-- gtfs_missing_file: an operator's zip of the day lacks one required file (stops.txt,
-  routes.txt, trips.txt or stop_times.txt), `member` names it, `line` None; probability
-  2.5 x defect_rate per zip (only three zips a day);
+- gtfs_missing_file: an operator's zip lacks one required file (stops.txt, routes.txt,
+  trips.txt or stop_times.txt), `member` names it, `line` None; probability 2.5 x defect_rate
+  per zip (only three zips a week);
 - duplicate_record: a stops.txt or stop_times.txt row repeated on the next line (member and
   line given, "same record as line N").
 
@@ -59,8 +63,9 @@ MEMBERS = ("agency.txt", "stops.txt", "routes.txt", "trips.txt", "stop_times.txt
 WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MISSABLE = ("stops.txt", "routes.txt", "trips.txt", "stop_times.txt")
 DAYS_BEFORE, DAYS_AFTER = 7, 27  # the calendar's validity around the build day
+BUILD_WEEKDAY = 0  # builds are published on Mondays
 DUPLICATE_SHARE = {"stops.txt": 1.0, "stop_times.txt": 0.05}  # x defect_rate, per row
-# x defect_rate, per zip: three zips a day, so a short run at a test's defect rate still sees one.
+# x defect_rate, per zip: three zips a week, so a short run at a test's defect rate still sees one.
 MISSING_SHARE = 2.5
 PUBLISHER = ("Qala transit data desk", "https://data.qala.kz/transport", "transit-data@qala.kz")
 
@@ -70,12 +75,26 @@ class Params:
     """No planted effect in the schedule itself (kept for the module contract)."""
 
 
+def build_day(day: date) -> date:
+    """The day of the build in force on `day`: the Monday on or before it."""
+    return day - timedelta(days=(day.weekday() - BUILD_WEEKDAY) % 7)
+
+
+def lands_on(day: date, first_day: date | None = None) -> bool:
+    """Whether the operators' zips land on `day`: a build day, or the run's first day."""
+    return day == build_day(day) or day == first_day
+
+
 def generate_day(ctx: DayContext) -> int:
-    """Write each operator's GTFS zip of ctx.day; return the data rows (all members, all zips)."""
+    """Write each operator's GTFS zip if one lands on ctx.day (see `lands_on`); return the data
+    rows (all members, all zips), 0 on the days between builds."""
+    if not lands_on(ctx.day, ctx.first_day):
+        return 0
+    build = build_day(ctx.day)
     rows = 0
     for key in tr.OPERATOR_KEYS:
         path = ctx.folder() / f"gtfs_{key}.zip"
-        tables = _tables(tr.network(ctx.seed, key, ctx.scale), ctx.day)
+        tables = _tables(tr.network(ctx.seed, key, ctx.scale), build)
         missing = None
         if tr.maybe_file(ctx, "gtfs_missing_file", key, MISSING_SHARE):
             missing = MISSABLE[int(ctx.rng(f"missing-member:{key}").integers(len(MISSABLE)))]
@@ -90,7 +109,7 @@ def generate_day(ctx: DayContext) -> int:
                 frame = _duplicate_rows(ctx, frame, path, member, key)
             members[member] = frame.write_csv().encode("utf-8")
             rows += frame.height
-        write_atomic(path, zip_bytes(members, ctx.day))
+        write_atomic(path, zip_bytes(members, build))
     return rows
 
 
@@ -249,8 +268,9 @@ def ground_truth(params: Params = Params()) -> dict:
             "bbox_lat_lon": list(op.bbox),
         }  # fmt: skip
     return {
-        "files_per_day": [f"gtfs_{k}.zip" for k in tr.OPERATOR_KEYS],
-        "rows_per_day_at_scale_1_approx": 3_260_000,  # all members of the three zips
+        "files_per_build": [f"gtfs_{k}.zip" for k in tr.OPERATOR_KEYS],
+        "builds": "every Monday (weekday 0), plus the build in force landed on a run's first day",
+        "rows_per_build_at_scale_1_approx": 3_260_000,  # all members of the three zips
         "members": list(MEMBERS),
         "operators": operators,
         "scaling": "bus/trolleybus routes = round(routes_at_scale_1 * scale), at least one of each "
