@@ -65,14 +65,14 @@ def record(con: duckdb.DuckDBPyConnection, rows: list[LedgerRow], gate_results: 
 
     def write() -> None:
         # One INSERT of all the rows: executemany would be one statement per row.
-        _insert(con, "ops.load_ledger", _COLUMNS, values)
-        _insert(con, "ops.gate_results", ["batch_id", "feed", "table_name", "expectation", "column_name",
+        insert_rows(con, "ops.load_ledger", _COLUMNS, values)
+        insert_rows(con, "ops.gate_results", ["batch_id", "feed", "table_name", "expectation", "column_name",
                                           "severity", "success", "observed", "checked_at"], gate_rows)
 
     lake.commit(con, write, root)
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: list) -> None:
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: list) -> None:
     if not rows:
         return
     placeholders = ", ".join("(" + ", ".join("?" * len(columns)) + ")" for _ in rows)

@@ -35,7 +35,7 @@ import duckdb
 from transforms import checks, gate, lake, settings
 from transforms.contract import Contract, Table, load_contract
 from transforms.errors import BadInput
-from transforms.ledger import BLOCKED, FAILED, PUBLISHED, LedgerRow, record
+from transforms.ledger import BLOCKED, FAILED, PUBLISHED, LedgerRow, insert_rows, record
 from transforms.pseudonymise import hmac_key
 from transforms.readers import ReadResult, archive, many_reader, reader
 
@@ -396,8 +396,9 @@ class Batch:
         con, contract = self.con, self.contract
         files = [r.source_file for r in self.rows.values() if r.status != FAILED]
         con.execute("create or replace temp table batch_files (_source_file varchar, blocked boolean, reason varchar)")
-        con.executemany("insert into batch_files values (?, ?, ?)",
-                        [(f, f in blocked, blocked.get(f)) for f in files])
+        # One statement (executemany is one per row: 1.5 s for a month of GTFS-Realtime files).
+        insert_rows(con, "batch_files", ["_source_file", "blocked", "reason"],
+                      [(f, f in blocked, blocked.get(f)) for f in files])
         batch = checks.literal(self.batch_id)
 
         def statements() -> None:
