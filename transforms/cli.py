@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -63,19 +62,17 @@ def _print_ledger(root: Path, run_id: str) -> list[dict]:
     return rows
 
 
-def _ingest(domains: list[str], first: date, last: date, prefix: str, build_once: bool = False,
-            started_airflow=None) -> int:
+def _ingest(domains: list[str], first: date, last: date, prefix: str, build_once: bool = False) -> int:
     """One run of each domain's ingest DAG over the landing days, all triggered at once (the
     LocalExecutor's two slots take their tasks as they come). The silver Assets trigger
     build_kpis; with `build_once` the runs announce nothing and build_kpis is triggered once,
-    after all of them, instead of once per Asset event. `started_airflow`: an EmbeddedAirflow
-    the caller started already (else one is started here, and stopped at the end)."""
+    after all of them, instead of once per Asset event."""
     from transforms.orchestrate import EmbeddedAirflow, run_id
 
     root = _root()
     lake.ensure_lake(root)
     ok, published, announced = True, 0, 0
-    with contextlib.nullcontext(started_airflow.ready()) if started_airflow else EmbeddedAirflow(root) as airflow:
+    with EmbeddedAirflow(root) as airflow:
         airflow.wait_for_dags([f"ingest_{d}" for d in domains] + ["build_kpis"])
         started = datetime.now(timezone.utc)
         runs = {}
@@ -150,23 +147,20 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from transforms.orchestrate import EmbeddedAirflow, passwords_file, port
+    from transforms.orchestrate import passwords_file, port
 
     cmd_init(args)
-    root = _root()
     last = args.start + timedelta(days=args.days - 1)
     # Simulate what the ingest DAGs load: the feeds that have a contract.
     args.feeds = [f for f in all_feeds() if not args.domains or f.split("/")[0] in args.domains]
     domains = sorted({feed.split("/")[0] for feed in args.feeds})
-    # Airflow starts while the simulator writes: its start-up, first DAG parse and the first
-    # scheduled runs (of yesterday, nothing landed) are out of the way when the history loads.
-    with EmbeddedAirflow(root, wait=False) as airflow:
-        print(f"Simulating {args.days} days of source exports from {args.start} (scale {args.scale}; "
-              f"{', '.join(args.feeds)}) ...", flush=True)
-        cmd_simulate(args)
-        print(f"Loading the history {args.start} .. {last} as ONE run per ingest DAG "
-              f"(the daily schedule then takes one day per run) ...", flush=True)
-        status = _ingest(domains, args.start, last, "history", build_once=True, started_airflow=airflow)
+    print(f"Simulating {args.days} days of source exports from {args.start} (scale {args.scale}; "
+          f"{', '.join(args.feeds)}) ...", flush=True)
+    cmd_simulate(args)
+    print(f"Loading the history {args.start} .. {last} as ONE run per ingest DAG "
+          f"(the daily schedule then takes one day per run) ...", flush=True)
+    status = _ingest(domains, args.start, last, "history", build_once=True)
+    root = _root()
     if status == 0:
         cmd_scorecard(args)
     else:

@@ -110,9 +110,8 @@ class EmbeddedAirflow:
     """Starts the Airflow components of a warehouse (unless its API server already answers)
     and stops what it started."""
 
-    def __init__(self, root: Path, wait: bool = True):
+    def __init__(self, root: Path):
         self.root = root
-        self.wait = wait  # False: start the processes and return; `ready()` waits later
         self.base = f"http://127.0.0.1:{port()}"
         self.processes: list[subprocess.Popen] = []
         self._token: str | None = None
@@ -130,14 +129,7 @@ class EmbeddedAirflow:
                 self.processes.append(subprocess.Popen(
                     ["airflow", component], env=airflow_env(self.root), stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True))
-            if self.wait:
-                self.ready()
-        return self
-
-    def ready(self) -> "EmbeddedAirflow":
-        """Wait until the API server answers (Airflow started with wait=False starts up while
-        the caller does other work: `make run` simulates meanwhile)."""
-        self._wait(self._healthy, 180, "the Airflow API server to answer")
+            self._wait(self._healthy, 180, "the Airflow API server to answer")
         return self
 
     def __exit__(self, *exc) -> None:
