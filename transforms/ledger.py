@@ -67,7 +67,7 @@ def record(con: duckdb.DuckDBPyConnection, rows: list[LedgerRow], gate_results: 
         # One INSERT of all the rows: executemany would be one statement per row.
         insert_rows(con, "ops.load_ledger", _COLUMNS, values)
         insert_rows(con, "ops.gate_results", ["batch_id", "feed", "table_name", "expectation", "column_name",
-                                          "severity", "success", "observed", "checked_at"], gate_rows)
+                                              "severity", "success", "observed", "checked_at"], gate_rows)
 
     lake.commit(con, write, root)
 

@@ -398,7 +398,7 @@ class Batch:
         con.execute("create or replace temp table batch_files (_source_file varchar, blocked boolean, reason varchar)")
         # One statement (executemany is one per row: 1.5 s for a month of GTFS-Realtime files).
         insert_rows(con, "batch_files", ["_source_file", "blocked", "reason"],
-                      [(f, f in blocked, blocked.get(f)) for f in files])
+                    [(f, f in blocked, blocked.get(f)) for f in files])
         batch = checks.literal(self.batch_id)
 
         def statements() -> None:

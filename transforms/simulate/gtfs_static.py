@@ -23,8 +23,9 @@ network has ~150 routes and ~2,000 vehicles on a weekday, Astana's ~120, Shymken
 
 Quirks real feeds have too:
 - calendar.txt has two services, WD (Monday-Friday) and WE (Saturday-Sunday), valid from a week
-  before the build day to four weeks after it (a build covers its week with room to spare); calendar_dates.txt moves the fixed-date public
-  holidays that fall on a weekday to the weekend service (exception_type 2 for WD, 1 for WE);
+  before the build day to four weeks after it (a build covers its week with room to spare);
+  calendar_dates.txt moves the fixed-date public holidays that fall on a weekday to the weekend
+  service (exception_type 2 for WD, 1 for WE);
 - late-evening trips run past midnight, with times after 24:00:00 (e.g. 24:35:00);
 - stops.txt carries a non-standard column `stop_name_kk` (the Kazakh stop name): consumers must
   tolerate columns the reference does not define;
