@@ -330,7 +330,11 @@ class Batch:
 
     def _frame(self, table: Table, source_file: str | None):
         where = "" if source_file is None else f"where _source_file = {checks.literal(source_file)}"
-        columns = ", ".join(checks.ident(c.name) for c in table.published_columns)
+        # INTEGER as BIGINT: GX compares int64 and float64 columns vectorised, but an int32 one
+        # value by value in Python (expect_column_values_to_be_between: ~3 s per million rows).
+        columns = ", ".join(f"cast({checks.ident(c.name)} as bigint) as {checks.ident(c.name)}"
+                            if c.type == "INTEGER" and c.name not in table.pii else checks.ident(c.name)
+                            for c in table.published_columns)
         # Through Arrow: DuckDB's own .df() takes ~10x longer on text columns (pandas 3 strings).
         return self.con.execute(f"select {columns}, _source_file from clean__{table.name} {where}").to_arrow_table().to_pandas()
 
