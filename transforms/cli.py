@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -62,18 +64,22 @@ def _print_ledger(root: Path, run_id: str) -> list[dict]:
     return rows
 
 
-def _ingest(domains: list[str], first: date, last: date, prefix: str, build_once: bool = False) -> int:
+def _ingest(domains: list[str], first: date, last: date, prefix: str, build_once: bool = False,
+            started_airflow=None) -> int:
     """One run of each domain's ingest DAG over the landing days, all triggered at once (the
     LocalExecutor's two slots take their tasks as they come). The silver Assets trigger
     build_kpis; with `build_once` the runs announce nothing and build_kpis is triggered once,
-    after all of them, instead of once per Asset event."""
+    after all of them, instead of once per Asset event. `started_airflow`: an EmbeddedAirflow
+    the caller started already (else one is started here, and stopped at the end)."""
     from transforms.orchestrate import EmbeddedAirflow, run_id
 
     root = _root()
     lake.ensure_lake(root)
     ok, published, announced = True, 0, 0
-    with EmbeddedAirflow(root) as airflow:
-        airflow.wait_for_dags([f"ingest_{d}" for d in domains] + ["build_kpis"])
+    with contextlib.nullcontext(started_airflow.ready()) if started_airflow else EmbeddedAirflow(root) as airflow:
+        dag_ids = [f"ingest_{d}" for d in domains]
+        airflow.wait_for_dags(dag_ids + ["build_kpis"])
+        airflow.wait_for_scheduled_runs(dag_ids)
         started = datetime.now(timezone.utc)
         runs = {}
         for domain in domains:
@@ -118,6 +124,7 @@ def cmd_backfill(args) -> int:
     ok, published = True, 0
     with EmbeddedAirflow(root) as airflow:
         airflow.wait_for_dags([f"ingest_{d}" for d in domains] + ["build_kpis"])
+        airflow.wait_for_scheduled_runs([f"ingest_{d}" for d in domains])
         backfills = {}
         for domain in domains:
             backfills[domain] = airflow.backfill(f"ingest_{domain}", first, last, {"announce": False})
@@ -147,20 +154,23 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from transforms.orchestrate import passwords_file, port
+    from transforms.orchestrate import EmbeddedAirflow, passwords_file, port
 
     cmd_init(args)
+    root = _root()
     last = args.start + timedelta(days=args.days - 1)
     # Simulate what the ingest DAGs load: the feeds that have a contract.
     args.feeds = [f for f in all_feeds() if not args.domains or f.split("/")[0] in args.domains]
     domains = sorted({feed.split("/")[0] for feed in args.feeds})
-    print(f"Simulating {args.days} days of source exports from {args.start} (scale {args.scale}; "
-          f"{', '.join(args.feeds)}) ...", flush=True)
-    cmd_simulate(args)
-    print(f"Loading the history {args.start} .. {last} as ONE run per ingest DAG "
-          f"(the daily schedule then takes one day per run) ...", flush=True)
-    status = _ingest(domains, args.start, last, "history", build_once=True)
-    root = _root()
+    # Airflow starts while the simulator writes: its start-up, first DAG parse and the first
+    # scheduled runs (of yesterday: nothing landed) are out of the way when the history loads.
+    with EmbeddedAirflow(root, wait=False) as airflow:
+        print(f"Simulating {args.days} days of source exports from {args.start} (scale {args.scale}; "
+              f"{', '.join(args.feeds)}) ...", flush=True)
+        cmd_simulate(args)
+        print(f"Loading the history {args.start} .. {last} as ONE run per ingest DAG "
+              f"(the daily schedule then takes one day per run) ...", flush=True)
+        status = _ingest(domains, args.start, last, "history", build_once=True, started_airflow=airflow)
     if status == 0:
         cmd_scorecard(args)
     else:
@@ -292,7 +302,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="the simulator is timed at this scale and at twice it")
     p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
+    # A SIGTERM (kill, a CI time-out, systemd) unwinds like Ctrl-C does, so the Airflow components
+    # this command started are stopped with it instead of left running on the port.
+    signal.signal(signal.SIGTERM, _terminated)
     return args.func(args)
+
+
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
