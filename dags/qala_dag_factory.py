@@ -195,7 +195,8 @@ def build_kpis_dag():
         # Two dbt nodes at a time (one per core). Their commits to the SQLite catalog queue behind
         # its busy timeout; a commit SQLite still refuses (duckdb/ducklake#1309) is retried.
         max_active_tasks=2,
-        default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+        # A retry is mostly a DuckLake commit that met the other node's (above): seconds later it goes through.
+        default_args={"retries": 2, "retry_delay": timedelta(seconds=3)},
         tags=["kpi", "dbt"],
         doc_md="""
 ### build_kpis
