@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,7 +71,10 @@ def attach_statement(root: Path | None = None, read_only: bool = False) -> str:
 
 def connect(root: Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB session with the lake attached and made the default catalog."""
-    con = duckdb.connect(config={"threads": 2})
+    # DuckDB's threads: $QALA_DUCKDB_THREADS, else 2 (this machine's cores). Airflow's task
+    # processes get 1 (orchestrate.airflow_env): two task slots share the two cores, and two loads
+    # side by side took 20-40% longer with two threads each than with one.
+    con = duckdb.connect(config={"threads": int(os.environ.get("QALA_DUCKDB_THREADS") or 2)})
     con.execute(attach_statement(root, read_only))
     con.execute(f"USE {settings.LAKE_ALIAS}")
     return con

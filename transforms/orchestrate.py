@@ -74,6 +74,8 @@ def airflow_env(root: Path) -> dict[str, str]:
         AIRFLOW__API_AUTH__JWT_SECRET=_secret(root, "airflow_jwt_secret", lambda: secrets.token_urlsafe(32)),
         AIRFLOW__CORE__FERNET_KEY=_secret(root, "airflow_fernet_key",
                                           lambda: urlsafe_b64encode(secrets.token_bytes(32)).decode()),
+        # One DuckDB thread per task process: airflow.cfg's two task slots share the two cores.
+        QALA_DUCKDB_THREADS=os.environ.get("QALA_DUCKDB_THREADS") or "1",
         GX_ANALYTICS_ENABLED="False",
         DBT_SEND_ANONYMOUS_USAGE_STATS="False",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
