@@ -123,8 +123,9 @@ def cmd_backfill(args) -> int:
     last = datetime.combine(args.last, datetime.min.time(), tz)
     ok, published = True, 0
     with EmbeddedAirflow(root) as airflow:
-        airflow.wait_for_dags([f"ingest_{d}" for d in domains] + ["build_kpis"])
-        airflow.wait_for_scheduled_runs([f"ingest_{d}" for d in domains])
+        dag_ids = [f"ingest_{d}" for d in domains]
+        airflow.wait_for_dags(dag_ids + ["build_kpis"])
+        airflow.wait_for_scheduled_runs(dag_ids)
         backfills = {}
         for domain in domains:
             backfills[domain] = airflow.backfill(f"ingest_{domain}", first, last, {"announce": False})
