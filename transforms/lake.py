@@ -45,7 +45,8 @@ def install_extensions() -> None:
             continue
         package_dir = Path(importlib.import_module(package).__file__).parent
         (binary,) = package_dir.glob(f"extensions/v{duckdb.__version__}/*.duckdb_extension")
-        con.execute("FORCE INSTALL ?", [str(binary)])
+        # INSTALL takes no prepared parameter ("syntax error at or near ?"): a quoted literal
+        con.execute("FORCE INSTALL '" + str(binary).replace("'", "''") + "'")
     con.close()
 
 
