@@ -140,8 +140,28 @@ def ensure_lake(root: Path | None = None) -> None:
         for schema in SCHEMAS:
             con.execute(f"create schema if not exists {schema}")
         con.execute(LEDGER_DDL)
+        _ensure_feed_tables(con)
         con.close()
     write_attach_sql(root)
+
+
+def _ensure_feed_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Every feed's silver and quarantine tables exist from the start, empty until its first
+    load: the dbt project and analysts find every table of the contracts, whichever feeds have
+    been loaded so far. One look at the catalog when they all exist already."""
+    from transforms.contract import all_feeds, load_contract
+    from transforms.load import ensure_tables
+
+    tables = [t for feed in all_feeds() for t in load_contract(feed).tables]
+    present = {name for (name,) in con.execute(
+        "select table_name from duckdb_tables() where database_name = ? and schema_name = 'silver'",
+        [settings.LAKE_ALIAS]).fetchall()}
+    missing = [t for t in tables if t.silver not in present]
+    if missing:
+        con.execute("begin")
+        for table in missing:
+            ensure_tables(con, table)
+        con.execute("commit")
 
 
 def write_attach_sql(root: Path) -> Path:
