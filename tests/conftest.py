@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -51,3 +52,15 @@ def query(root: Path, sql: str, params=None) -> list[tuple]:
         return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
+
+
+@pytest.fixture(scope="session")
+def kpi_world(tmp_path_factory):
+    """Every feed simulated for 14 months, loaded and built by dbt (tests/kpi_world.py).
+    QALA_KPI_WORLD=<dir> reuses a world built there before (for working on KPI tests)."""
+    import kpi_world as world
+
+    reuse = os.environ.get("QALA_KPI_WORLD")
+    if reuse and (Path(reuse) / "lake").exists():
+        return world.World(Path(reuse), world.START, world.DAYS)
+    return world.build(Path(reuse) if reuse else tmp_path_factory.mktemp("kpi_world") / "warehouse")

@@ -87,22 +87,17 @@ def _accident_rows() -> list[tuple]:
     return rows
 
 
-SILVER_DDL = """
-create table silver.safety__road_accidents (
-    accident_id varchar, occurred_at timestamp, kato_code varchar, severity varchar,
-    injured integer, killed integer, vehicles integer, street varchar, lat double, lon double,
-    _batch_id varchar, _landing_date date, _source_file varchar, _source_line bigint
-)
-"""
+SILVER_COLUMNS = ("accident_id, occurred_at, kato_code, severity, injured, killed, vehicles, street, "
+                  "lat, lon, _batch_id, _landing_date, _source_file, _source_line")
 
 
 def _fill_lake(root: Path, rows: list[tuple]) -> None:
     lake.ensure_lake(root)
     con = lake.connect(root)
-    con.execute(SILVER_DDL)
+    # ensure_lake created every feed's silver table from its contract, empty
     con.execute("begin")  # one lake transaction, as the load path publishes
     con.executemany(
-        "insert into silver.safety__road_accidents values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+        f"insert into silver.safety__road_accidents ({SILVER_COLUMNS}) values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
     )
     con.execute("commit")
     batches = sorted({(r[10], r[11], r[12]) for r in rows})
@@ -264,7 +259,9 @@ def test_build_writes_everything_inside_the_lake(built):
         r["column_name"]: r["column_type"]
         for r in _read(root, "describe marts.kpi_values")
     }
-    assert types["numerator"] == types["denominator"] == types["lake_snapshot_id"] == "BIGINT"
+    # numerator and denominator are counts or amounts (kWh, tenge), by KPI
+    assert types["numerator"] == types["denominator"] == "DOUBLE"
+    assert types["lake_snapshot_id"] == "BIGINT"
     assert types["batch_ids"] == "VARCHAR[]" and types["period_start"] == "DATE"
     run = json.loads((tmp_path / "dbt_target" / "run_results.json").read_text())
     kinds = {r["unique_id"].split(".")[0] for r in run["results"]}
@@ -405,3 +402,80 @@ def test_dbt_parse_needs_no_warehouse(tmp_path):
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
     assert models["kpi_values"]["schema"] == "marts" and models["kpi_values"]["database"] == "qala"
     assert "exposure.qala.minister_scorecard" in manifest["exposures"]
+
+
+DOCS_QUERIES = Path(__file__).resolve().parents[1] / "docs" / "queries"
+
+
+def _population(prefix: str) -> int:
+    return int(_regions()[prefix]["population"])
+
+
+def _run_doc_query(root: Path, name: str, variables: dict) -> list[dict]:
+    """Run a documented query as an analyst would, with our values in its SET VARIABLE lines."""
+    import re
+
+    text = (DOCS_QUERIES / name).read_text(encoding="utf-8")
+    for var, literal in variables.items():
+        text, n = re.subn(rf"SET VARIABLE {var} = [^;]*;", f"SET VARIABLE {var} = {literal};", text)
+        assert n == 1, f"{name} sets no variable {var}"
+    text = re.sub(r"--[^\n]*", "", text)  # comments may hold a ';'
+    statements = [s for s in text.split(";") if s.strip()]
+    con = lake.connect(root, read_only=True)
+    try:
+        for statement in statements[:-1]:
+            con.execute(statement)
+        cur = con.execute(statements[-1])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def test_lineage_query_lists_the_batches_and_files_behind_a_number(built):
+    root, rows, _ = built
+    month, prefix = date(2024, 1, 1), "71"  # Astana, January 2024
+    files = _run_doc_query(root, "kpi_lineage.sql", {
+        "kpi_id": "'SAF-01'", "region_code": "'710000000'", "period_start": "DATE '2024-01-01'"})
+    behind = [r for r in rows if r[2][:2] == prefix and date(r[1].year, r[1].month, 1) == month]
+    assert {f["batch_id"] for f in files} == {r[10] for r in behind}
+    assert {f["source_file"] for f in files} == {r[12] for r in behind}
+    assert all(f["actual"] == pytest.approx(len(behind) * 100000 / _population(prefix)) for f in files)
+
+
+def test_time_travel_reproduces_a_number_after_later_loads(built):
+    """A late record changes silver; the number's snapshot still gives its inputs exactly."""
+    root, rows, _ = built
+    variables = {"kpi_id": "'SAF-01'", "region_code": "'750000000'", "period_start": "DATE '2024-02-01'"}
+    (value,) = _read(root, "select numerator, lake_snapshot_id from marts.kpi_values where kpi_id = 'SAF-01' "
+                           "and region_code = '750000000' and period_start = date '2024-02-01'")
+    before = _run_doc_query(root, "kpi_time_travel.sql", variables)
+    assert sum(r["accidents"] for r in before) == value["numerator"] == COUNTS["75"][13]
+    con = lake.connect(root)
+    try:  # a late accident of February 2024 in Almaty, loaded after the build
+        con.execute(f"insert into silver.safety__road_accidents ({SILVER_COLUMNS}) values "
+                    "('RA-LATE', timestamp '2024-02-10 10:00', '750000001', 'injury', 1, 0, 2, 'x', 43.2, 76.9, "
+                    "'safety__road_accidents:2024-03-31', date '2024-03-31', 'landing/late.csv', 2)")
+        now = con.execute("select count(*) from silver.safety__road_accidents where left(kato_code, 2) = '75' "
+                          "and date_trunc('month', occurred_at) = date '2024-02-01'").fetchone()[0]
+    finally:
+        con.close()
+    assert now == value["numerator"] + 1
+    after = _run_doc_query(root, "kpi_time_travel.sql", variables)
+    assert after == before
+
+
+def test_make_docs_builds_the_docs_site(built):
+    root, _, _ = built
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
+    done = subprocess.run(["make", "docs", f"QALA_WAREHOUSE={root}"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    site = root / "reports" / "dbt_docs" / "static_index.html"
+    html = site.read_text(encoding="utf-8")
+    # the models, their documented columns and the catalogue of the built lake are in the one file
+    for text in ["model.qala.kpi_values", "model.qala.stg_safety__road_accidents",
+                 "exposure.qala.minister_scorecard", "source.qala.silver.health__fhir_bulk__appointment",
+                 "disclosure_count", "The long KPI table"]:
+        assert text in html, text

@@ -1,5 +1,5 @@
 -- The scorecard: for every KPI, the latest period of marts.kpi_values, one row per region
--- (and the country), with the catalogue's names in Kazakh, Russian and English, unit,
+-- (pilot town, and the country), with the catalogue's names in Kazakh, Russian and English, unit,
 -- direction and target, and the region's names in the three languages.
 with latest as (
     select kpi_id, max(period_start) as period_start
@@ -16,8 +16,8 @@ select
     c.unit,
     c.direction,
     v.region_code,
-    coalesce(r.name_kk, 'Қазақстан Республикасы')   as region_name_kk,
-    coalesce(r.name_ru, 'Республика Казахстан')     as region_name_ru,
+    coalesce(r.name_kk, t.name_kk, 'Қазақстан Республикасы') as region_name_kk,
+    coalesce(r.name_ru, t.name_ru, 'Республика Казахстан')   as region_name_ru,
     v.region_name_en,
     v.period_start,
     v.period_grain,
@@ -40,4 +40,5 @@ from {{ ref('kpi_values') }} as v
 join latest using (kpi_id, period_start)
 join {{ ref('kpi_catalogue') }} as c using (kpi_id)
 left join {{ ref('regions') }} as r on r.kato_code = v.region_code
+left join {{ ref('towns') }} as t on t.kato_code = v.region_code
 order by v.kpi_id, v.region_code

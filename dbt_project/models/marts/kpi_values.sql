@@ -1,66 +1,48 @@
 -- The long KPI table: one row per KPI x region (or the whole country, 'KZ') x month, with
--- numerator, denominator, actual, baseline (same month a year earlier), target, change,
--- status by the catalogue's rule, small-cell suppression and lineage (lake snapshot, batches).
+-- numerator, denominator, actual, baseline, target, change, status by the catalogue's rule,
+-- small-cell suppression and lineage (lake snapshot, batches).
 --
--- Carried so far: SAF-01 (road accidents per 100,000 population) and SAF-02 (road deaths per
--- 100,000 population). A new KPI adds one branch to `measures`; status, suppression and
--- baseline are generic and driven by reference.kpi_catalogue (direction, target_kind, target).
+-- Each area's KPIs are computed in its intermediate model int_kpi__<area>, in one long format
+-- (kpi_id, region_code, period_start, numerator, denominator, actual, disclosure_count,
+-- own_baseline, batch_ids, lake_snapshot_id; see _kpi_areas.yml). Everything after the formula
+-- is generic here and driven by reference.kpi_catalogue: the baseline (the same month a year
+-- earlier, or the area model's own baseline when baseline_source = 'model'), status (direction,
+-- target_kind, target), and suppression of counts of people from 1 to min_cell_count - 1.
 {%- set min_cell_count = var('min_cell_count', 10) | int %}
 {%- set complementary = var('complementary_suppression', true) %}
+{%- set area_models = ['int_kpi__safety', 'int_kpi__housing', 'int_kpi__education', 'int_kpi__health', 'int_kpi__transport', 'int_kpi__programme'] %}
 
-with region_months as (
-    select
-        r.kato_code          as region_code,
-        r.name_en            as region_name_en,
-        r.population,
-        i.month,
-        i.accidents,
-        i.deaths,
-        i.batch_ids,
-        i.lake_snapshot_id
-    from {{ ref('int_road_accidents__region_month') }} as i
-    join {{ ref('regions') }} as r on r.kato_prefix = i.region_prefix
-),
-
-country_months as (
-    select
-        'KZ'                                                  as region_code,
-        'Kazakhstan'                                          as region_name_en,
-        sum(population)                                       as population,
-        month,
-        sum(accidents)                                        as accidents,
-        sum(deaths)                                           as deaths,
-        list_sort(list_distinct(flatten(list(batch_ids))))    as batch_ids,
-        max(lake_snapshot_id)                                 as lake_snapshot_id
-    from region_months
-    group by month
-),
-
-areas as (
-    select *, false as is_country from region_months
-    union all by name
-    select *, true as is_country from country_months
-),
-
-measures as (
-    -- SAF-01: road accidents per 100,000 population
-    select 'SAF-01' as kpi_id, region_code, region_name_en, is_country, month as period_start,
-           accidents as numerator, population as denominator, 100000.0 as scale,
-           batch_ids, lake_snapshot_id
-    from areas
+with measures as (
+    {%- for model in area_models %}
+    select kpi_id, region_code, period_start, numerator, denominator, actual, disclosure_count,
+           own_baseline, batch_ids, lake_snapshot_id
+    from {{ ref(model) }}
+    {%- if not loop.last %}
     union all
-    -- SAF-02: road deaths per 100,000 population
-    select 'SAF-02' as kpi_id, region_code, region_name_en, is_country, month as period_start,
-           deaths as numerator, population as denominator, 100000.0 as scale,
-           batch_ids, lake_snapshot_id
-    from areas
+    {%- endif %}
+    {%- endfor %}
+),
+
+places as (
+    select kato_code as region_code, name_en as region_name_en from {{ ref('regions') }}
+    union all
+    select kato_code, name_en from {{ ref('towns') }}
+),
+
+located as (
+    select
+        m.*,
+        coalesce(p.region_name_en, 'Kazakhstan') as region_name_en,
+        m.region_code = 'KZ'                     as is_country
+    from measures as m
+    left join places as p using (region_code)
 ),
 
 primary_suppression as (
     select
         *,
-        numerator between 1 and {{ min_cell_count - 1 }} as primary_suppressed
-    from measures
+        coalesce(disclosure_count between 1 and {{ min_cell_count - 1 }}, false) as primary_suppressed
+    from located
 ),
 
 -- A single suppressed region in a period could be recovered as the country total minus the
@@ -72,11 +54,11 @@ complementary as (
             over (partition by kpi_id, period_start) as regions_suppressed,
         row_number() over (
             partition by kpi_id, period_start
-            order by case when not primary_suppressed and not is_country and numerator > 0
+            order by case when not primary_suppressed and not is_country and disclosure_count > 0
                           then 0 else 1 end,
-                     numerator, region_code
+                     disclosure_count, region_code
         ) as smallest_published_rank,
-        not primary_suppressed and not is_country and numerator > 0 as is_published_nonzero_region
+        not primary_suppressed and not is_country and disclosure_count > 0 as is_published_nonzero_region
     from primary_suppression
 ),
 
@@ -100,7 +82,7 @@ published as (
         is_country,
         period_start,
         denominator,
-        scale,
+        own_baseline,
         batch_ids,
         lake_snapshot_id,
         primary_suppressed or secondary_suppressed as suppressed,
@@ -110,22 +92,21 @@ published as (
             when secondary_suppressed then
                 'complementary: the only other suppressed region of the period could be derived from the country total'
         end as suppression_reason,
-        case when primary_suppressed or secondary_suppressed then null else numerator end as numerator
+        case when primary_suppressed or secondary_suppressed then null else numerator end as numerator,
+        case when primary_suppressed or secondary_suppressed then null else actual end as actual
     from suppression
 ),
 
 valued as (
-    select
-        *,
-        cast(numerator as double) * scale / denominator as actual
-    from published
+    select * from published
 ),
 
 with_baseline as (
     select
         cur.*,
-        prev.actual as baseline
+        case when c.baseline_source = 'model' then cur.own_baseline else prev.actual end as baseline
     from valued as cur
+    join {{ ref('kpi_catalogue') }} as c using (kpi_id)
     left join valued as prev
         on  prev.kpi_id = cur.kpi_id
         and prev.region_code = cur.region_code
@@ -203,8 +184,8 @@ select
     s.region_name_en,
     s.period_start,
     'month'                                        as period_grain,
-    cast(s.numerator as bigint)                    as numerator,
-    cast(s.denominator as bigint)                  as denominator,
+    s.numerator,
+    s.denominator,
     s.actual,
     s.baseline,
     s.target,
@@ -213,7 +194,8 @@ select
     s.suppressed,
     s.suppression_reason,
     cast(s.lake_snapshot_id as bigint)             as lake_snapshot_id,
-    cast(case when s.suppressed then cb.country_batch_ids else s.batch_ids end as varchar[])
+    -- a place with no country row (a pilot town's KPI) keeps its own: they are the whole month's
+    cast(case when s.suppressed then coalesce(cb.country_batch_ids, s.batch_ids) else s.batch_ids end as varchar[])
                                                    as batch_ids
 from with_status as s
 left join country_batches as cb using (kpi_id, period_start)

@@ -1,5 +1,6 @@
 -- One row per road-traffic accident from the silver table, with the region and month the
--- KPIs group by. Lineage columns (_batch_id, _source_file, _source_line) are kept.
+-- KPIs group by. occurred_at is local wall time (Asia/Almaty, no offset): its date is the
+-- local day. Lineage columns are kept.
 select
     accident_id,
     occurred_at,
@@ -17,5 +18,6 @@ select
     _batch_id,
     _landing_date,
     _source_file,
+    _source_member,
     _source_line
 from {{ source('silver', 'safety__road_accidents') }}

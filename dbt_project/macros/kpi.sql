@@ -1,0 +1,111 @@
+{#-
+  Helpers shared by the intermediate KPI models (int_kpi__<area>).
+
+  complete_months(relation, landing_col): a select of `month` (date, first day) for every
+  month the loaded landing days of `relation` cover from its first to its last day. A KPI is
+  only computed for complete months: a half-loaded month compared with a whole month a year
+  earlier would show a change that never happened.
+
+  snapshot_days(relation, landing_col): for feeds that deliver a full snapshot every day
+  (registers, plans), the landing day whose snapshot stands for the END of each complete
+  month: the last landing day on or before the month's last day. One row per month:
+  (month, snapshot_day).
+
+  month_of(expr): the month (first day, date) an event time falls in.
+-#}
+
+{% macro complete_months(relation, landing_col='_landing_date') -%}
+    (
+        with _bounds as (
+            select
+                case when day(min({{ landing_col }})) = 1 then date_trunc('month', min({{ landing_col }}))
+                     else date_trunc('month', min({{ landing_col }})) + interval 1 month end as first_month,
+                case when max({{ landing_col }}) = last_day(max({{ landing_col }})) then date_trunc('month', max({{ landing_col }}))
+                     else date_trunc('month', max({{ landing_col }})) - interval 1 month end as last_month
+            from {{ relation }}
+        )
+        select cast(m as date) as month
+        from _bounds,
+             range(_bounds.first_month, _bounds.last_month + interval 1 month, interval 1 month) as _t(m)
+        where _bounds.first_month <= _bounds.last_month
+    )
+{%- endmacro %}
+
+{% macro snapshot_days(relation, landing_col='_landing_date') -%}
+    (
+        select _m.month, max(_d.day) as snapshot_day
+        from {{ complete_months(relation, landing_col) }} as _m
+        join (select distinct {{ landing_col }} as day from {{ relation }}) as _d
+          on _d.day <= last_day(_m.month) and _d.day >= _m.month
+        group by _m.month
+    )
+{%- endmacro %}
+
+{% macro month_of(expr) -%}
+    cast(date_trunc('month', {{ expr }}) as date)
+{%- endmacro %}
+
+{#- The DuckLake snapshot this statement reads silver at. -#}
+{% macro lake_snapshot_id() -%}
+    (select id from {{ target.database }}.current_snapshot())
+{%- endmacro %}
+
+{#- Sorted distinct batch ids of a group (empty list, not null, for none). -#}
+{% macro batch_list(col='_batch_id') -%}
+    coalesce(list(distinct {{ col }} order by {{ col }}) filter (where {{ col }} is not null), cast([] as varchar[]))
+{%- endmacro %}
+
+{#- The long KPI format's columns with no rows: an area model that has none yet. -#}
+{% macro empty_kpi_rows() -%}
+    select
+        cast(null as varchar) as kpi_id, cast(null as varchar) as region_code,
+        cast(null as date) as period_start, cast(null as double) as numerator,
+        cast(null as double) as denominator, cast(null as double) as actual,
+        cast(null as bigint) as disclosure_count, cast(null as double) as own_baseline,
+        cast([] as varchar[]) as batch_ids, cast(null as bigint) as lake_snapshot_id
+    where false
+{%- endmacro %}
+
+{#- An area's mart for analysts: every kpi_values row of the area's KPIs with the KPI's and the
+    place's names in the three languages, unit, direction and target kind. -#}
+{% macro area_mart(area) -%}
+select
+    v.kpi_id,
+    c.name_kk                                                  as kpi_name_kk,
+    c.name_ru                                                  as kpi_name_ru,
+    c.name_en                                                  as kpi_name_en,
+    c.initiative,
+    c.unit,
+    c.direction,
+    v.region_code,
+    coalesce(r.name_kk, t.name_kk, 'Қазақстан Республикасы')   as region_name_kk,
+    coalesce(r.name_ru, t.name_ru, 'Республика Казахстан')     as region_name_ru,
+    v.region_name_en,
+    v.period_start,
+    v.numerator,
+    v.denominator,
+    v.actual,
+    v.baseline,
+    v.change_vs_baseline,
+    v.target,
+    c.target_kind,
+    c.target_is_illustrative,
+    v.status,
+    v.suppressed,
+    v.suppression_reason,
+    v.lake_snapshot_id,
+    v.batch_ids
+from {{ ref('kpi_values') }} as v
+join {{ ref('kpi_catalogue') }} as c using (kpi_id)
+left join {{ ref('regions') }} as r on r.kato_code = v.region_code
+left join {{ ref('towns') }} as t on t.kato_code = v.region_code
+where c.area = '{{ area }}'
+{%- endmacro %}
+
+{#- disclosure_count of a share of people: the smaller non-zero of its two parts (part and
+    whole - part); when one part is 0 the other is the whole, which is then disclosed. -#}
+{% macro share_disclosure(part, whole) -%}
+    cast(case when ({{ part }}) > 0 and ({{ part }}) < ({{ whole }})
+              then least({{ part }}, ({{ whole }}) - ({{ part }}))
+              else ({{ whole }}) end as bigint)
+{%- endmacro %}

@@ -1,0 +1,21 @@
+-- OneRoster enrollments as delivered, one row per record and landing day (bulk sets repeat every record;
+-- delta sets carry changed records with status and date_last_modified) from
+-- qala.silver.education__oneroster__enrollments. No KPI reads it; it documents and tests the roster.
+select
+    sourced_id,
+    status,
+    date_last_modified,
+    delivery_mode,
+    class_sourced_id,
+    school_sourced_id,
+    user_sourced_id,
+    role,
+    "primary",
+    begin_date,
+    end_date,
+    _batch_id,
+    _landing_date,
+    _source_file,
+    _source_member,
+    _source_line
+from {{ source('silver', 'education__oneroster__enrollments') }}

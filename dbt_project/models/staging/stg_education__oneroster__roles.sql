@@ -1,0 +1,21 @@
+-- OneRoster roles as delivered, one row per record and landing day (bulk sets repeat every record;
+-- delta sets carry changed records with status and date_last_modified) from
+-- qala.silver.education__oneroster__roles. No KPI reads it; it documents and tests the roster.
+select
+    sourced_id,
+    status,
+    date_last_modified,
+    delivery_mode,
+    user_sourced_id,
+    role_type,
+    role,
+    begin_date,
+    end_date,
+    org_sourced_id,
+    user_profile_sourced_id,
+    _batch_id,
+    _landing_date,
+    _source_file,
+    _source_member,
+    _source_line
+from {{ source('silver', 'education__oneroster__roles') }}

@@ -1,0 +1,27 @@
+-- The Alatau City investment-project register: one row per project per daily snapshot.
+select
+    project_id,
+    name,
+    sector,
+    investor,
+    investor_bin,
+    agreement_signed_on,
+    planned_start,
+    planned_end,
+    planned_investment_kzt,
+    planned_to_date_kzt,
+    disbursed_kzt,
+    design_planned,
+    design_actual,
+    construction_planned,
+    construction_actual,
+    launch_planned,
+    launch_actual,
+    status,
+    _landing_date as snapshot_date,
+    _batch_id,
+    _landing_date,
+    _source_file,
+    _source_member,
+    _source_line
+from {{ source('silver', 'programme__alatau_projects') }}

@@ -1,0 +1,20 @@
+-- The GTFS Schedule calendar.txt records of every loaded feed version (silver), as published.
+-- Ids recur in every build of a feed: feed_version is part of the key.
+select
+    feed_version,
+    service_id,
+    monday,
+    tuesday,
+    wednesday,
+    thursday,
+    friday,
+    saturday,
+    sunday,
+    start_date,
+    end_date,
+    _batch_id,
+    _landing_date,
+    _source_file,
+    _source_member,
+    _source_line
+from {{ source('silver', 'transport__gtfs_static__calendar') }}
