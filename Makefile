@@ -23,7 +23,7 @@ TO ?=
 ROWS ?= 2000000
 SIM_SCALE ?= 0.1
 
-.PHONY: setup run test ingest backfill up sql bench scorecard clean-warehouse
+.PHONY: setup run test ingest backfill up sql docs bench scorecard clean-warehouse
 
 # --- set-up: a locked venv, the DuckDB extensions from their PyPI packages, the dbt manifest
 $(BIN)/uv:
@@ -64,6 +64,13 @@ up: setup
 sql: setup
 	@test -f $(QALA_WAREHOUSE)/attach.sql || $(BIN)/qala init
 	$(BIN)/duckdb -init $(QALA_WAREHOUSE)/attach.sql
+
+# --- the dbt docs site (every model, column, test, lineage graph) as one offline HTML file
+docs: setup
+	@test -f $(QALA_WAREHOUSE)/attach.sql || $(BIN)/qala init
+	cd dbt_project && DBT_SEND_ANONYMOUS_USAGE_STATS=False ../$(BIN)/dbt docs generate --static --quiet --profiles-dir . \
+		--target-path $(QALA_WAREHOUSE)/reports/dbt_docs --log-path logs
+	@echo "dbt docs: $(QALA_WAREHOUSE)/reports/dbt_docs/static_index.html"
 
 scorecard: setup
 	$(BIN)/qala scorecard

@@ -192,19 +192,21 @@ def cmd_scorecard(args) -> int:
     con = lake.connect(_root(), read_only=True)
     rows = con.execute(
         """select s.kpi_id, s.region_code, s.region_name_en, s.period_start, s.actual, s.baseline,
-                  s.change_vs_baseline, s.target, s.status, s.suppressed
+                  s.change_vs_baseline, s.target, s.target_kind, s.unit, s.status, s.suppressed
            from marts.kpi_scorecard s
            order by s.kpi_id, s.region_code = 'KZ' desc, s.region_name_en""").fetchall()
     con.close()
-    print(f"\nKPI scorecard (marts.kpi_scorecard): latest month per KPI and region\n"
+    print(f"\nKPI scorecard (marts.kpi_scorecard): latest month per KPI and region; units in reference.kpi_catalogue\n"
           f"{'KPI':7} {'region':24} {'month':8} {'actual':>9} {'a year ago':>10} {'change':>8} {'target':>7}  status")
     if not rows:
         print("(empty: KPIs are published for whole months only, and no month is loaded whole yet)")
-    for kpi, _, name, period, actual, baseline, change, target, status, suppressed in rows:
+    for kpi, _, name, period, actual, baseline, change, target, target_kind, unit, status, suppressed in rows:
         fmt = lambda v, spec: "—" if v is None else format(v, spec)  # noqa: E731
-        actual_text = "suppr." if suppressed else fmt(actual, ".2f")
-        print(f"{kpi:7} {name[:24]:24} {period:%Y-%m} {actual_text:>9} {fmt(baseline, '.2f'):>10} "
-              f"{fmt(change, '+.1%'):>8} {fmt(target, '+.0%'):>7}  {'suppressed (small count)' if suppressed else status}")
+        value = ".1%" if unit.startswith("share") else ".2f"  # shares as percentages
+        target_spec = "+.0%" if target_kind == "change_vs_baseline" else value
+        actual_text = "suppr." if suppressed else fmt(actual, value)
+        print(f"{kpi:7} {name[:24]:24} {period:%Y-%m} {actual_text:>9} {fmt(baseline, value):>10} "
+              f"{fmt(change, '+.1%'):>8} {fmt(target, target_spec):>7}  {'suppressed (small count)' if suppressed else status}")
     return 0
 
 
