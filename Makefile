@@ -37,7 +37,7 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(BIN)/uv
 	$(BIN)/python -c "from transforms.lake import install_extensions; install_extensions()"
 	touch $@
 
-dbt_project/target/manifest.json: $(VENV)/.synced $(shell find dbt_project -name '*.sql' -o -name '*.yml' -o -name '*.csv' 2>/dev/null | grep -v -e target/ -e logs/)
+dbt_project/target/manifest.json: $(VENV)/.synced $(shell find dbt_project -name '*.sql' -o -name '*.yml' -o -name '*.csv' -o -name '*.md' 2>/dev/null | grep -v -e target/ -e logs/)
 	cd dbt_project && DBT_SEND_ANONYMOUS_USAGE_STATS=False ../$(BIN)/dbt parse --quiet --profiles-dir . --log-path logs
 
 setup: $(VENV)/.synced dbt_project/target/manifest.json

@@ -2,7 +2,7 @@
 personal identifier?
 
 It reads EVERY Parquet file under the lake's data path (old snapshots' files included) and
-every text column in them, and looks for:
+every text column in them (text inside lists and structs too), and looks for:
 
 * an IIN/BIN: 12 digits standing alone whose check digit is right (the official algorithm:
   weights 1..11, then 3..11,1,2 when the first sum gives 10);
@@ -57,8 +57,11 @@ def scan_files(files: list[Path]) -> list[Finding]:
     findings = []
     try:
         for path in files:
-            columns = [name for name, kind in con.execute(
-                "select name, type from parquet_schema(?) where type = 'BYTE_ARRAY'", [str(path)]).fetchall()]
+            # every top-level column holding text, nested ones too (a list of batch ids is scanned
+            # as its text '[a, b]'); Parquet's own schema names a list's leaf 'element', not the column
+            columns = [name for name, kind, *_ in con.execute(
+                "describe select * from read_parquet(?)", [str(path)]).fetchall()
+                if "VARCHAR" in kind or "BLOB" in kind]
             for column in columns:
                 quoted = '"' + column.replace('"', '""') + '"'
                 counts = con.execute(
