@@ -97,17 +97,16 @@ published as (
     from suppression
 ),
 
-valued as (
-    select * from published
-),
-
 with_baseline as (
     select
         cur.*,
+        c.direction,
+        c.target,
+        c.target_kind,
         case when c.baseline_source = 'model' then cur.own_baseline else prev.actual end as baseline
-    from valued as cur
+    from published as cur
     join {{ ref('kpi_catalogue') }} as c using (kpi_id)
-    left join valued as prev
+    left join published as prev
         on  prev.kpi_id = cur.kpi_id
         and prev.region_code = cur.region_code
         and prev.period_start = cast(cur.period_start - interval 12 month as date)
@@ -115,14 +114,10 @@ with_baseline as (
 
 with_change as (
     select
-        b.*,
-        c.direction,
-        c.target,
-        c.target_kind,
-        case when b.actual is not null and b.baseline > 0
-             then b.actual / b.baseline - 1 end as change_vs_baseline
-    from with_baseline as b
-    join {{ ref('kpi_catalogue') }} as c using (kpi_id)
+        *,
+        case when actual is not null and baseline > 0
+             then actual / baseline - 1 end as change_vs_baseline
+    from with_baseline
 ),
 
 -- the catalogue's status_rule, generic over direction and target_kind; comparisons are
@@ -174,7 +169,7 @@ with_status as (
 -- does not reveal on which days the few events happened
 country_batches as (
     select kpi_id, period_start, batch_ids as country_batch_ids
-    from valued
+    from published
     where is_country
 )
 
