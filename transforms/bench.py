@@ -505,8 +505,124 @@ make bench — ingest: safety/road_accidents, one file of {rows:,} rows ({size_m
 """)
 
 
+
+# --- the dbt project: inside Airflow against plain, and a day's incremental build against a full one
+DBT_BENCH_START = date(2024, 1, 1)
+DBT_BENCH_DAYS = 31  # January loaded whole; the 32nd day is "the next day" of the incremental build
+# As in the KPI tests' world: the small registers at full size, and open311 above the scales at
+# which some days have no request (a contract refuses an empty export).
+DBT_BENCH_FEED_SCALES = {"safety/road_accidents": 1.0, "housing/utility_payments": 1.0,
+                         "housing/open311_requests": 0.005}
+
+
+INCREMENTAL_MODEL = "model.qala.int_gtfs_rt__region_month"
+
+
+def _model_seconds(root: Path, unique_id: str = INCREMENTAL_MODEL) -> float:
+    """The last dbt invocation's execution time of one node (run_results.json)."""
+    results = json.loads((root / "dbt_target" / "run_results.json").read_text())["results"]
+    return next(r["execution_time"] for r in results if r["unique_id"] == unique_id)
+
+
+def _dbt_build(root: Path, *args: str) -> float:
+    """`dbt build` of the project on root's lake, as build_kpis runs it: wall seconds."""
+    from transforms import settings
+
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), "build", *args, "--quiet", "--profiles-dir", ".",
+         "--target-path", str(root / "dbt_target"), "--log-path", str(root / "dbt_logs")],
+        cwd=settings.DBT_PROJECT_DIR, capture_output=True, text=True,
+        env={**os.environ, "QALA_WAREHOUSE": str(root), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"})
+    if done.returncode != 0:
+        raise RuntimeError(f"dbt build {' '.join(args)} failed:\n{done.stdout[-4000:]}{done.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def _load_days(root: Path, first: date, last: date, feeds: list[str]) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(_load_feed_days, [(feed, str(root), first, last) for feed in feeds]))
+
+
+def _load_feed_days(job: tuple[str, str, date, date]) -> None:
+    from transforms import runs
+    from transforms.load import load_files
+
+    feed, root, first, last = job
+    load_files(feed, runs.landed_files(feed, first, last, Path(root)), run_id=f"bench-{first}", root=Path(root))
+
+
+def dbt_bench(scale: float) -> dict:
+    """Every feed simulated for DBT_BENCH_DAYS + 1 days at `scale` and loaded for the first
+    DBT_BENCH_DAYS; then, on that lake: a full `dbt build`; the build again with nothing new
+    (plain); the build_kpis DAG in the embedded Airflow with nothing new (the same work as the
+    plain build: the ratio is what Airflow and cosmos add); then the next day loaded and built
+    incrementally, against a full refresh of the same lake."""
+    from datetime import datetime
+
+    from transforms import lake
+    from transforms.orchestrate import EmbeddedAirflow, run_id
+    from transforms.simulate import feed_modules, simulate
+
+    feeds = sorted(feed_modules())
+    last = DBT_BENCH_START + timedelta(days=DBT_BENCH_DAYS - 1)
+    next_day = last + timedelta(days=1)
+    with tempfile.TemporaryDirectory(prefix="qala-dbt-bench-") as scratch:
+        root = Path(scratch) / "warehouse"
+        root.mkdir()
+        before = os.environ.get("QALA_WAREHOUSE")
+        os.environ["QALA_WAREHOUSE"] = str(root)
+        try:
+            simulate(root, start=DBT_BENCH_START, days=DBT_BENCH_DAYS + 1, scale=scale, seed=11,
+                     defect_rate=0.0, scales=DBT_BENCH_FEED_SCALES, workers=2)
+            lake.ensure_lake(root)
+            _load_days(root, DBT_BENCH_START, last, feeds)
+            first_build = _dbt_build(root)
+            plain = _dbt_build(root)
+            with EmbeddedAirflow(root) as airflow:
+                airflow.wait_for_dags(["build_kpis"])
+                # the runs a new Airflow creates at start-up (today's, with nothing landed) first
+                airflow.wait_for_scheduled_runs(airflow.dag_ids())
+                rid = airflow.trigger("build_kpis", {}, run_id("bench__build_kpis"))
+                state = airflow.wait_for_run("build_kpis", rid)
+                run = airflow.dag_run("build_kpis", rid)
+            if state != "success":
+                raise RuntimeError(f"build_kpis run {rid} ended {state}: see {root / 'state' / 'airflow' / 'logs'}")
+            in_airflow = (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])).total_seconds()
+            _load_days(root, next_day, next_day, feeds)
+            incremental = _dbt_build(root)
+            incremental_model = _model_seconds(root)
+            full = _dbt_build(root, "--full-refresh")
+            full_model = _model_seconds(root)
+        finally:
+            if before is None:
+                os.environ.pop("QALA_WAREHOUSE", None)
+            else:
+                os.environ["QALA_WAREHOUSE"] = before
+    return {"scale": scale, "days": DBT_BENCH_DAYS, "first_build_s": first_build, "plain_s": plain,
+            "airflow_s": in_airflow, "airflow_tasks": run["tasks"],
+            "incremental_s": incremental, "full_s": full,
+            "incremental_model_s": incremental_model, "full_model_s": full_model}
+
+
+def print_dbt(r: dict) -> None:
+    print(f"\n== dbt: the KPI project on {r['days']} simulated days of every feed (SCALE {r['scale']}) ==")
+    print(f"first dbt build (empty tables):        {r['first_build_s']:7.1f} s")
+    print(f"plain dbt build (nothing new):         {r['plain_s']:7.1f} s")
+    print(f"build_kpis in Airflow (nothing new):   {r['airflow_s']:7.1f} s in {r['airflow_tasks']} cosmos tasks"
+          f"  -> {r['airflow_s'] / r['plain_s']:.1f}x the plain build (goal: at most 1.2x)")
+    print(f"next day, incremental dbt build:       {r['incremental_s']:7.1f} s"
+          f"  -> {r['incremental_s'] / r['full_s']:.0%} of a full build")
+    print(f"full dbt build (--full-refresh):       {r['full_s']:7.1f} s")
+    print(f"  of which {INCREMENTAL_MODEL.split('.')[-1]}: incremental {r['incremental_model_s']:.1f} s,"
+          f" full {r['full_model_s']:.1f} s ({r['incremental_model_s'] / r['full_model_s']:.0%}); the rest of a"
+          f" build is the ~380 tests and the small table models, which every build runs whole")
+
+
 def main(rows: int = 2_000_000, sim_scale: float = 0.1, feeds: list[str] | None = None,
-         simulator: bool = True) -> int:
+         simulator: bool = True, dbt_scale: float | None = 0.002) -> int:
     """`qala bench`: the simulator section, the per-feed ingest section (`feeds`: all with a
     contract), then the one big road-accident file."""
     started = time.perf_counter()
@@ -514,6 +630,8 @@ def main(rows: int = 2_000_000, sim_scale: float = 0.1, feeds: list[str] | None 
         print_simulator(sim_scale)
     ingest_bench(sim_scale, feeds)
     big_file_bench(rows)
+    if dbt_scale:
+        print_dbt(dbt_bench(dbt_scale))
     print(f"make bench took {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -247,7 +247,7 @@ def cmd_privacy_scan(args) -> int:
 def cmd_bench(args) -> int:
     from transforms.bench import main as bench
 
-    return bench(rows=args.rows, sim_scale=args.sim_scale)
+    return bench(rows=args.rows, sim_scale=args.sim_scale, dbt_scale=args.dbt_scale)
 
 
 def _feed_scale(text: str) -> tuple[str, float]:
@@ -303,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=2_000_000)
     p.add_argument("--sim-scale", type=float, default=0.1,
                    help="the simulator is timed at this scale and at twice it")
+    p.add_argument("--dbt-scale", type=float, default=0.002,
+                   help="SCALE of the month of every feed the dbt section builds on (0: skip it)")
     p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     # A SIGTERM (kill, a CI time-out, systemd) unwinds like Ctrl-C does, so the Airflow components

@@ -284,6 +284,15 @@ class EmbeddedAirflow:
             return state if state in ("success", "failed") else None
         return self._wait(finished, seconds, f"{dag_id} run {run_id}")
 
+    def dag_ids(self) -> list[str]:
+        return [d["dag_id"] for d in self._request("GET", "/api/v2/dags?limit=100")["dags"]]
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict:
+        """The run (state, start_date, end_date, ...) and its task-instance count (`tasks`)."""
+        run = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        tasks = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1")
+        return {**run, "tasks": tasks["total_entries"]}
+
     def runs(self, dag_id: str) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
 

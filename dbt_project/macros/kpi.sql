@@ -109,3 +109,9 @@ where c.area = '{{ area }}'
               then least({{ part }}, ({{ whole }}) - ({{ part }}))
               else ({{ whole }}) end as bigint)
 {%- endmacro %}
+
+{#- `expr` (a time) falls in one of `months` (a list of 'YYYY-MM-DD' first days, local time): as
+    plain comparisons, which DuckDB pushes into the scan. -#}
+{% macro in_months(expr, months) -%}
+    ({% for m in months %}({{ expr }} >= date '{{ m }}' and {{ expr }} < date '{{ m }}' + interval 1 month){{ ' or ' if not loop.last }}{% else %}false{% endfor %})
+{%- endmacro %}

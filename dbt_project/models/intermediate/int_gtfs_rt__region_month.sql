@@ -97,7 +97,12 @@
         )
         select distinct strftime(month, '%Y-%m-%d') from months where month is not null order by 1
     {%- endset -%}
-    {%- set redo = run_query(redo_sql).columns[0].values() | list -%}
+    {%- set redo = (run_query(redo_sql).columns[0].values() | list) if upto > since else [] -%}
+    {#- the service days of the arrivals with a report in a redone month: all their reports
+        have one of these start dates (an arrival's key holds its trip's start_date), so the
+        scan below reads those days' files only -#}
+    {%- set days = run_query('select min(start_date)::varchar, max(start_date)::varchar from ' ~ stg ~ ' ' ~ at
+                             ~ ' where ' ~ in_months('arrival_time', redo)).rows[0] if redo else [none, none] -%}
     {{ log('int_gtfs_rt__region_month: changes since lake snapshot ' ~ since ~ ' (to ' ~ upto ~ ') touch '
            ~ (redo | length) ~ ' month(s): ' ~ (redo | join(', ') or 'none'), info=True) }}
 {%- else -%}
@@ -112,7 +117,7 @@ with places as (
 redo_keys as (
     select distinct trip_id, start_date, {{ key_of }} as stop_key
     from {{ stg }} {{ at }}
-    where {% for m in redo %}(arrival_time >= date '{{ m }}' and arrival_time < date '{{ m }}' + interval 1 month){{ ' or ' if not loop.last }}{% else %}false{% endfor %}
+    where {{ in_months('arrival_time', redo) }}
 ),
 {%- endif %}
 
@@ -127,7 +132,12 @@ updates as (
         {{ month_of('u.arrival_time') }}                              as arrival_month,
         u._batch_id
     -- arrival_month as the staging view defines it, taken here after the filters
-    from (select * exclude (arrival_month), {{ key_of }} as stop_key from {{ stg }} {{ at }}) as u
+    from (
+        select * exclude (arrival_month), {{ key_of }} as stop_key from {{ stg }} {{ at }}
+        {%- if incremental %}
+        where {% if days[0] %}start_date between date '{{ days[0] }}' and date '{{ days[1] }}' or {% endif %}start_date is null
+        {%- endif %}
+    ) as u
     {%- if incremental %}
     join redo_keys as k
       on k.trip_id = u.trip_id and k.start_date is not distinct from u.start_date and k.stop_key = u.stop_key
