@@ -505,7 +505,6 @@ make bench — ingest: safety/road_accidents, one file of {rows:,} rows ({size_m
 """)
 
 
-
 # --- the dbt project: inside Airflow against plain, and a day's incremental build against a full one
 DBT_BENCH_START = date(2024, 1, 1)
 DBT_BENCH_DAYS = 31  # January loaded whole; the 32nd day is "the next day" of the incremental build
@@ -513,8 +512,6 @@ DBT_BENCH_DAYS = 31  # January loaded whole; the 32nd day is "the next day" of t
 # which some days have no request (a contract refuses an empty export).
 DBT_BENCH_FEED_SCALES = {"safety/road_accidents": 1.0, "housing/utility_payments": 1.0,
                          "housing/open311_requests": 0.005}
-
-
 INCREMENTAL_MODEL = "model.qala.int_gtfs_rt__region_month"
 
 
@@ -624,7 +621,7 @@ def print_dbt(r: dict) -> None:
 def main(rows: int = 2_000_000, sim_scale: float = 0.1, feeds: list[str] | None = None,
          simulator: bool = True, dbt_scale: float | None = 0.002) -> int:
     """`qala bench`: the simulator section, the per-feed ingest section (`feeds`: all with a
-    contract), then the one big road-accident file."""
+    contract), the one big road-accident file, then the dbt section (`dbt_scale`; 0 skips it)."""
     started = time.perf_counter()
     if simulator:
         print_simulator(sim_scale)
