@@ -78,8 +78,8 @@ select
     c.unit,
     c.direction,
     v.region_code,
-    coalesce(r.name_kk, t.name_kk, 'Қазақстан Республикасы')   as region_name_kk,
-    coalesce(r.name_ru, t.name_ru, 'Республика Казахстан')     as region_name_ru,
+    v.region_name_kk,
+    v.region_name_ru,
     v.region_name_en,
     v.period_start,
     v.numerator,
@@ -97,8 +97,6 @@ select
     v.batch_ids
 from {{ ref('kpi_values') }} as v
 join {{ ref('kpi_catalogue') }} as c using (kpi_id)
-left join {{ ref('regions') }} as r on r.kato_code = v.region_code
-left join {{ ref('towns') }} as t on t.kato_code = v.region_code
 where c.area = '{{ area }}'
 {%- endmacro %}
 

@@ -24,15 +24,19 @@ with measures as (
 ),
 
 places as (
-    select kato_code as region_code, name_en as region_name_en from {{ ref('regions') }}
+    select kato_code as region_code, name_kk as region_name_kk, name_ru as region_name_ru,
+           name_en as region_name_en
+    from {{ ref('regions') }}
     union all
-    select kato_code, name_en from {{ ref('towns') }}
+    select kato_code, name_kk, name_ru, name_en from {{ ref('towns') }}
 ),
 
 located as (
     select
         m.*,
-        coalesce(p.region_name_en, 'Kazakhstan') as region_name_en,
+        coalesce(p.region_name_kk, 'Қазақстан Республикасы') as region_name_kk,
+        coalesce(p.region_name_ru, 'Республика Казахстан')   as region_name_ru,
+        coalesce(p.region_name_en, 'Kazakhstan')             as region_name_en,
         m.region_code = 'KZ'                     as is_country
     from measures as m
     left join places as p using (region_code)
@@ -78,6 +82,8 @@ published as (
     select
         kpi_id,
         region_code,
+        region_name_kk,
+        region_name_ru,
         region_name_en,
         is_country,
         period_start,
@@ -176,6 +182,8 @@ country_batches as (
 select
     s.kpi_id,
     s.region_code,
+    s.region_name_kk,
+    s.region_name_ru,
     s.region_name_en,
     s.period_start,
     'month'                                        as period_grain,
