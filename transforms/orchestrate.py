@@ -195,12 +195,12 @@ class EmbeddedAirflow:
         except (urllib.error.URLError, OSError):
             return False
 
-    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+    def _request(self, method: str, path: str, body: dict | None = None, attempts: int = 6) -> dict:
         if self._token is None:
             password = json.loads(passwords_file(self.root).read_text())[ADMIN]
             self._token = self._call("POST", "/auth/token", {"username": ADMIN, "password": password},
                                      auth=False)["access_token"]
-        return self._call(method, path, body)
+        return self._call(method, path, body, attempts=attempts)
 
     def _call(self, method: str, path: str, body: dict | None, auth: bool = True,
               attempts: int = 6) -> dict:
@@ -320,7 +320,34 @@ class EmbeddedAirflow:
         first, last = first.astimezone(timezone.utc), last.astimezone(timezone.utc)
         body = {"dag_id": dag_id, "from_date": first.isoformat(), "to_date": last.isoformat(),
                 "dag_run_conf": conf, "reprocess_behavior": "completed", "max_active_runs": 1}
-        return self._request("POST", "/api/v2/backfills", body)["id"]
+        attempts = 6
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._request("POST", "/api/v2/backfills", body, attempts=1)["id"]
+            except AirflowApiError as error:
+                # On SQLite the API answers 503 while another process holds the lock, or our
+                # request times out while the server still goes on to create the backfill. So before
+                # asking again (and on 409, "already running"), look for the backfill of this range:
+                # a second request must not leave us waiting on a backfill that owns no runs.
+                if error.status is not None and error.status < 500 and error.status != 409:
+                    raise
+                if (made := self._active_backfill(dag_id, first, last)) is not None:
+                    return made
+                if attempt == attempts:
+                    raise
+                print(f"{error}; retrying ({attempt}/{attempts - 1})", file=sys.stderr, flush=True)
+                time.sleep(2 * attempt)
+        raise AssertionError("unreachable")
+
+    def _active_backfill(self, dag_id: str, first: datetime, last: datetime) -> int | None:
+        """The id of dag_id's running backfill over [first, last], if there is one."""
+        query = urllib.parse.urlencode({"dag_id": dag_id, "order_by": "-id", "limit": 5})
+        for backfill in self._request("GET", f"/api/v2/backfills?{query}")["backfills"]:
+            if (backfill["completed_at"] is None
+                    and datetime.fromisoformat(backfill["from_date"]) == first
+                    and datetime.fromisoformat(backfill["to_date"]) == last):
+                return backfill["id"]
+        return None
 
     def wait_for_backfill(self, backfill_id: int, seconds: float = 7200) -> list[dict]:
         """The backfill's runs, once it has completed."""
