@@ -25,7 +25,7 @@ SIM_SCALE ?= 0.1
 # the month of every feed the bench's dbt section builds on (0: skip that section)
 DBT_SCALE ?= 0.002
 
-.PHONY: setup run test ingest backfill up sql docs bench scorecard clean-warehouse
+.PHONY: setup browser run test ingest backfill up sql docs bench scorecard clean-warehouse
 
 # --- set-up: a locked venv, the DuckDB extensions from their PyPI packages, the dbt manifest
 $(BIN)/uv:
@@ -44,8 +44,17 @@ dbt_project/target/manifest.json: $(VENV)/.synced $(shell find dbt_project -name
 
 setup: $(VENV)/.synced dbt_project/target/manifest.json
 
+# --- Chromium prints the scorecard to PDF and runs the scorecard's browser test: Debian's package
+# (Playwright's own browser download needs a host this network does not reach). Installed when
+# missing and run as root; otherwise a warning, and the page is written without its PDF.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || test -n "$$QALA_CHROMIUM" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Chromium is missing, so no scorecard PDF and no browser test: install it (Debian: sudo apt-get install chromium) or set QALA_CHROMIUM"; fi; }
+
 # --- the main job: simulate DAYS days from START, load them through Airflow, build the KPIs
-run: setup
+run: setup browser
 	$(BIN)/qala run --start $(START) --days $(DAYS) --scale $(SCALE) --feed-scale $(FEED_SCALES) --seed $(SEED) --defect-rate $(DEFECTS)
 
 # --- one ingest DAG run for one landing day: make ingest DOMAIN=safety DATE=2025-03-01
@@ -74,7 +83,7 @@ docs: setup
 		--target-path $(QALA_WAREHOUSE)/reports/dbt_docs --log-path logs
 	@echo "dbt docs: $(QALA_WAREHOUSE)/reports/dbt_docs/static_index.html"
 
-scorecard: setup
+scorecard: setup browser
 	$(BIN)/qala scorecard
 
 # --- speed and memory against DuckDB's own CSV → Parquet on the same file; the dbt build in
@@ -82,5 +91,5 @@ scorecard: setup
 bench: setup
 	$(BIN)/qala bench --rows $(ROWS) --sim-scale $(SIM_SCALE) --dbt-scale $(DBT_SCALE)
 
-test: setup
+test: setup browser
 	$(BIN)/pytest -q

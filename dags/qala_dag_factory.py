@@ -205,7 +205,8 @@ def build_kpis_dag():
 Runs whenever a silver table changes (any silver Asset event): the dbt project in
 `dbt_project/` — seeds, staging, intermediate and marts with their tests (`dbt build` per
 node, rendered by astronomer-cosmos from the pre-built manifest) — producing
-`marts.kpi_values` and `marts.kpi_scorecard`.
+`marts.kpi_values` and `marts.kpi_scorecard`; then `write_scorecard` writes the ministers'
+page `reports/scorecard.html` (and `reports/scorecard.pdf`) from them.
 """,
     )
     def build_kpis():
@@ -213,7 +214,7 @@ node, rendered by astronomer-cosmos from the pre-built manifest) — producing
         # ProjectConfig wraps the path in an ObjectStoragePath, whose first use loads every Airflow
         # plugin (~0.7 s at each parse of this file). The manifest is a local file: read it as one.
         project.manifest_path = manifest
-        DbtTaskGroup(
+        models = DbtTaskGroup(
             group_id="dbt",
             project_config=project,
             profile_config=ProfileConfig(profile_name="qala", target_name="lake",
@@ -224,5 +225,17 @@ node, rendered by astronomer-cosmos from the pre-built manifest) — producing
             execution_config=ExecutionConfig(dbt_executable_path=str(REPO_ROOT / ".venv" / "bin" / "dbt")),
             operator_args={"install_deps": False},
         )
+        models >> write_scorecard()
 
     return build_kpis()
+
+
+# all_done: a failed dbt node (say, a test) still leaves the marts as they are, and the page says
+# which lake snapshot its numbers come from, so the ministers' page is rewritten after every build.
+@task(trigger_rule="all_done", retries=0)
+def write_scorecard() -> None:
+    """reports/scorecard.html (and .pdf where Chromium is installed) from the marts just built."""
+    from transforms import scorecard
+
+    page, pdf = scorecard.write()
+    log.info("scorecard written: %s%s", page, f" and {pdf}" if pdf else " (no PDF: Chromium is not installed)")

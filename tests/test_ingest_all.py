@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import query
+from transforms import scorecard
 from transforms.contract import DOMAINS, all_feeds, load_contract
 from transforms.privacy import scan_lake
 
@@ -81,12 +82,38 @@ def test_late_records_keep_their_own_event_dates(loaded):
     assert late[0][0] > 0
 
 
-def test_an_airflow_backfill_reloads_the_days_into_identical_silver_tables(loaded):
+def test_build_kpis_writes_the_ministers_scorecard(loaded):
+    root, _, _ = loaded
+    page, pdf = root / "reports" / "scorecard.html", root / "reports" / "scorecard.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF")
+    # Three landing days hold no whole month: the marts are empty, and the page says so.
+    assert query(root, "select count(*) from marts.kpi_scorecard") == [(0,)]
+    text = page.read_text(encoding="utf-8")
+    assert 'data-snapshot=""' in text and scorecard.LABELS["no_rows"][2] in text
+
+
+def test_an_airflow_backfill_reloads_the_days_into_identical_silver_tables(loaded, tmp_path):
     root, port, _ = loaded
     before = silver_fingerprints(root)
     first_day = "2025-04-01"
-    backfill = qala(root, port, "backfill", "--from", first_day, "--to", "2025-04-02")
+    env = {**os.environ, "QALA_WAREHOUSE": str(root), "QALA_AIRFLOW_PORT": str(port)}
+    with subprocess.Popen([str(Path(sys.executable).parent / "qala"), "backfill", "--from", first_day,
+                           "--to", "2025-04-02"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as running:
+        # While the ingest DAGs write: the analysts' SQL workspace (make sql: the DuckDB shell on
+        # attach.sql) answers, and the scorecard builds.
+        during = 0
+        while running.poll() is None:
+            shell = subprocess.run([str(Path(sys.executable).parent / "duckdb"), "-init", str(root / "attach.sql"),
+                                    "-csv", "-c", "select count(*) from silver.safety__road_accidents"],
+                                   capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+            assert shell.returncode == 0 and int(shell.stdout.split()[-1]) > 0, shell.stderr
+            scorecard.write(root, out=tmp_path)
+            during += running.poll() is None
+        stdout, stderr = running.communicate()
+    backfill = subprocess.CompletedProcess(running.args, running.returncode, stdout, stderr)
     assert backfill.returncode == 0, backfill.stdout[-6000:] + backfill.stderr[-3000:]
+    assert during >= 3, "the workspace and the scorecard were used while the backfill ran"
     for domain in DOMAINS:
         assert f"Airflow: backfill of ingest_{domain}: 2 run(s), 2 success" in backfill.stdout
     reloaded = query(root, "select count(distinct source_file) from ops.load_ledger where run_id like 'backfill__%'")

@@ -173,7 +173,7 @@ def cmd_run(args) -> int:
               f"(the daily schedule then takes one day per run) ...", flush=True)
         status = _ingest(domains, args.start, last, "history", build_once=True, started_airflow=airflow)
     if status == 0:
-        cmd_scorecard(args)
+        cmd_scorecard(args, write=False)  # build_kpis's write_scorecard task wrote the page
     else:
         print(f"\nThe run did not finish cleanly: the ledger lines above say which files, and the task logs "
               f"are in {root / 'state' / 'airflow' / 'logs'} (or make up → Airflow UI).")
@@ -182,13 +182,18 @@ Where to look:
   lake (DuckLake):   {lake.catalog_path(root)}  (data: {lake.data_path(root)})
   query it:          make sql     (or in any DuckDB session: .read {root / 'attach.sql'})
   ledger:            select * from ops.load_ledger order by started_at desc;
+  scorecard:         {settings.reports_dir(root) / 'scorecard.html'}  (printable: scorecard.pdf beside it)
   Data Docs:         {settings.reports_dir(root) / 'data_docs' / 'index.html'}
   Airflow UI:        make up  → http://127.0.0.1:{port()}  (login: admin, password in {passwords_file(root)})
 """)
     return status
 
 
-def cmd_scorecard(args) -> int:
+def cmd_scorecard(args, write: bool = True) -> int:
+    """Print marts.kpi_scorecard, and write the ministers' page and PDF (transforms/scorecard.py)."""
+    from transforms import scorecard
+    from transforms.scorecard import format_change, format_target, format_value
+
     con = lake.connect(_root(), read_only=True)
     rows = con.execute(
         """select s.kpi_id, s.region_code, s.region_name_en, s.period_start, s.actual, s.baseline,
@@ -201,12 +206,12 @@ def cmd_scorecard(args) -> int:
     if not rows:
         print("(empty: KPIs are published for whole months only, and no month is loaded whole yet)")
     for kpi, _, name, period, actual, baseline, change, target, target_kind, unit, status, suppressed in rows:
-        fmt = lambda v, spec: "—" if v is None else format(v, spec)  # noqa: E731
-        value = ".1%" if unit.startswith("share") else ".2f"  # shares as percentages
-        target_spec = "+.0%" if target_kind == "change_vs_baseline" else value
-        actual_text = "suppr." if suppressed else fmt(actual, value)
-        print(f"{kpi:7} {name[:24]:24} {period:%Y-%m} {actual_text:>9} {fmt(baseline, value):>10} "
-              f"{fmt(change, '+.1%'):>8} {fmt(target, target_spec):>7}  {'suppressed (small count)' if suppressed else status}")
+        actual_text = "suppr." if suppressed else format_value(actual, unit)
+        print(f"{kpi:7} {name[:24]:24} {period:%Y-%m} {actual_text:>9} {format_value(baseline, unit):>10} "
+              f"{format_change(change):>8} {format_target(target, target_kind, unit):>7}  "
+              f"{'suppressed (small count)' if suppressed else status}")
+    if write:
+        scorecard.write(_root())
     return 0
 
 
@@ -292,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--domain", required=True)
     p.add_argument("--date", type=date.fromisoformat, required=True)
     p.set_defaults(func=cmd_ingest)
-    sub.add_parser("scorecard", help="print marts.kpi_scorecard").set_defaults(func=cmd_scorecard)
+    sub.add_parser("scorecard", help="print marts.kpi_scorecard; write reports/scorecard.html and .pdf").set_defaults(func=cmd_scorecard)
     sub.add_parser("privacy-scan", help="look for raw IINs, phones and plates in every Parquet file of the lake"
                    ).set_defaults(func=cmd_privacy_scan)
     sub.add_parser("up", help="run the Airflow UI and scheduler until Ctrl-C").set_defaults(func=cmd_up)
