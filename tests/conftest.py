@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -64,3 +65,25 @@ def kpi_world(tmp_path_factory):
     if reuse and (Path(reuse) / "lake").exists():
         return world.World(Path(reuse), world.START, world.DAYS)
     return world.build(Path(reuse) if reuse else tmp_path_factory.mktemp("kpi_world") / "warehouse")
+
+
+DOCS_QUERIES = Path(__file__).resolve().parents[1] / "docs" / "queries"
+
+
+def run_doc_query(root: Path, name: str, variables: dict) -> list[dict]:
+    """Run a documented query as an analyst would, with our values in its SET VARIABLE lines."""
+    text = (DOCS_QUERIES / name).read_text(encoding="utf-8")
+    for var, literal in variables.items():
+        text, n = re.subn(rf"SET VARIABLE {var} = [^;]*;", f"SET VARIABLE {var} = {literal};", text)
+        assert n == 1, f"{name} sets no variable {var}"
+    text = re.sub(r"--[^\n]*", "", text)  # comments may hold a ';'
+    statements = [s for s in text.split(";") if s.strip()]
+    con = lake.connect(root, read_only=True)
+    try:
+        for statement in statements[:-1]:
+            con.execute(statement)
+        cur = con.execute(statements[-1])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+    finally:
+        con.close()

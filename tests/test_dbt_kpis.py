@@ -16,11 +16,12 @@ import random
 import subprocess
 import sys
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_doc_query
 from transforms import lake, settings
 
 DBT = Path(sys.executable).parent / "dbt"
@@ -404,38 +405,14 @@ def test_dbt_parse_needs_no_warehouse(tmp_path):
     assert "exposure.qala.minister_scorecard" in manifest["exposures"]
 
 
-DOCS_QUERIES = Path(__file__).resolve().parents[1] / "docs" / "queries"
-
-
 def _population(prefix: str) -> int:
     return int(_regions()[prefix]["population"])
-
-
-def _run_doc_query(root: Path, name: str, variables: dict) -> list[dict]:
-    """Run a documented query as an analyst would, with our values in its SET VARIABLE lines."""
-    import re
-
-    text = (DOCS_QUERIES / name).read_text(encoding="utf-8")
-    for var, literal in variables.items():
-        text, n = re.subn(rf"SET VARIABLE {var} = [^;]*;", f"SET VARIABLE {var} = {literal};", text)
-        assert n == 1, f"{name} sets no variable {var}"
-    text = re.sub(r"--[^\n]*", "", text)  # comments may hold a ';'
-    statements = [s for s in text.split(";") if s.strip()]
-    con = lake.connect(root, read_only=True)
-    try:
-        for statement in statements[:-1]:
-            con.execute(statement)
-        cur = con.execute(statements[-1])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-    finally:
-        con.close()
 
 
 def test_lineage_query_lists_the_batches_and_files_behind_a_number(built):
     root, rows, _ = built
     month, prefix = date(2024, 1, 1), "71"  # Astana, January 2024
-    files = _run_doc_query(root, "kpi_lineage.sql", {
+    files = run_doc_query(root, "kpi_lineage.sql", {
         "kpi_id": "'SAF-01'", "region_code": "'710000000'", "period_start": "DATE '2024-01-01'"})
     behind = [r for r in rows if r[2][:2] == prefix and date(r[1].year, r[1].month, 1) == month]
     assert {f["batch_id"] for f in files} == {r[10] for r in behind}
@@ -449,7 +426,7 @@ def test_time_travel_reproduces_a_number_after_later_loads(built):
     variables = {"kpi_id": "'SAF-01'", "region_code": "'750000000'", "period_start": "DATE '2024-02-01'"}
     (value,) = _read(root, "select numerator, lake_snapshot_id from marts.kpi_values where kpi_id = 'SAF-01' "
                            "and region_code = '750000000' and period_start = date '2024-02-01'")
-    before = _run_doc_query(root, "kpi_time_travel.sql", variables)
+    before = run_doc_query(root, "kpi_time_travel.sql", variables)
     assert sum(r["accidents"] for r in before) == value["numerator"] == COUNTS["75"][13]
     con = lake.connect(root)
     try:  # a late accident of February 2024 in Almaty, loaded after the build
@@ -461,8 +438,32 @@ def test_time_travel_reproduces_a_number_after_later_loads(built):
     finally:
         con.close()
     assert now == value["numerator"] + 1
-    after = _run_doc_query(root, "kpi_time_travel.sql", variables)
+    after = run_doc_query(root, "kpi_time_travel.sql", variables)
     assert after == before
+
+
+def test_the_scorecard_as_of_a_past_moment_is_the_scorecard_of_then(built):
+    """docs/queries/kpi_scorecard_as_of.sql: after a late record and a rebuild, the scorecard
+    of the moment before them is still there, exactly."""
+    root, _, tmp_path = built
+    then = _read(root, "select kpi_id, region_code, period_start as month, actual, status, lake_snapshot_id "
+                       "from marts.kpi_scorecard order by kpi_id, region_code")
+    moment = datetime.now(timezone.utc)
+    con = lake.connect(root)
+    try:  # a late accident of the scorecard's month (March 2024) in Almaty
+        con.execute(f"insert into silver.safety__road_accidents ({SILVER_COLUMNS}) values "
+                    "('RA-LATE-2', timestamp '2024-03-12 10:00', '750000001', 'injury', 1, 0, 2, 'x', 43.2, 76.9, "
+                    "'safety__road_accidents:2024-04-02', date '2024-04-02', 'landing/late2.csv', 2)")
+    finally:
+        con.close()
+    rebuilt = _dbt(["run", "--select", "+kpi_scorecard"], tmp_path, root)  # the row has no ledger batch: no tests
+    assert rebuilt.returncode == 0, rebuilt.stdout[-4000:]
+    now = {(r["kpi_id"], r["region_code"]): r for r in _read(root, "select * from marts.kpi_scorecard")}
+    old = {(r["kpi_id"], r["region_code"]): r for r in then}
+    assert now[("SAF-01", "750000000")]["actual"] > old[("SAF-01", "750000000")]["actual"]
+    as_of = run_doc_query(root, "kpi_scorecard_as_of.sql", {"as_of": f"TIMESTAMPTZ '{moment.isoformat()}'"})
+    assert [(r["kpi_id"], r["region_code"], r["month"], r["actual"], r["status"], r["lake_snapshot_id"])
+            for r in as_of] == [tuple(r.values()) for r in then]
 
 
 def test_make_docs_builds_the_docs_site(built):
