@@ -28,3 +28,27 @@ def test_every_silver_table_and_published_column_is_described():
             assert not set(columns) & {c for c, t in table.pii.items() if t == "drop"}
             assert all(columns.values()), f"{table.silver}: a column without a description"
             assert {"_batch_id", "_source_file", "_source_line"} <= set(columns)
+
+
+def test_committed_data_dictionary_is_what_the_contracts_give():
+    assert dbt_sources.DICTIONARY_MD.read_text(encoding="utf-8") == dbt_sources.render_dictionary(), (
+        "docs/silver_tables.md is out of date with the contracts: run "
+        "`.venv/bin/python -m transforms.dbt_sources` and commit the result")
+
+
+def test_the_data_dictionary_has_every_silver_table_and_column_of_a_real_lake_with_its_type(kpi_world):
+    import re
+
+    from tests.conftest import query
+
+    documented, table = {}, None
+    for line in dbt_sources.render_dictionary().splitlines():
+        if heading := re.match(r"## `silver\.(\w+)`", line):
+            table = heading[1]
+        elif table and (row := re.match(r"\| `(\w+)` \| (\w+) \|", line)):
+            documented[(table, row[1])] = row[2]
+    lineage = dict(dbt_sources.LINEAGE_TYPES)
+    real = query(kpi_world.root, "select table_name, column_name, replace(data_type, 'TIMESTAMP WITH TIME ZONE', "
+                                 "'TIMESTAMPTZ') from duckdb_columns() where database_name = 'qala' and schema_name = 'silver'")
+    assert {(t, c): ty for t, c, ty in real if c not in lineage} == documented
+    assert all(lineage[c] == ty for _, c, ty in real if c in lineage)

@@ -2,8 +2,9 @@
 
 A silver table's columns, types and descriptions are declared once, in its contract; this module
 renders them as `dbt_project/models/staging/_sources.yml` so the dbt docs describe every silver
-table and column. `python -m transforms.dbt_sources` rewrites the file; a test checks that the
-committed file is what the contracts give.
+table and column, and as `docs/silver_tables.md`, the analysts' data dictionary of the silver
+tables. `python -m transforms.dbt_sources` rewrites both; a test checks that the committed files
+are what the contracts give.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from transforms import settings
 from transforms.contract import Table, all_feeds, load_contract
 
 SOURCES_YML = settings.DBT_PROJECT_DIR / "models" / "staging" / "_sources.yml"
+DICTIONARY_MD = settings.REPO_ROOT / "docs" / "silver_tables.md"
 
+LINEAGE_TYPES = {"_batch_id": "VARCHAR", "_landing_date": "DATE", "_source_file": "VARCHAR",
+                 "_source_member": "VARCHAR", "_source_line": "BIGINT"}
 LINEAGE_DOCS = {
     "_batch_id": "Load batch that published the row (ops.load_ledger.batch_id).",
     "_landing_date": "Landing day of the source file (landing/<domain>/<feed>/<YYYY-MM-DD>/).",
@@ -37,6 +41,11 @@ def _column_doc(table: Table, name: str, description: str) -> str:
     if treatment in TREATMENT_DOCS:
         text = f"{text.rstrip('.')}. {TREATMENT_DOCS[treatment]}" if text else TREATMENT_DOCS[treatment]
     return text
+
+
+def silver_type(table: Table, column) -> str:
+    """The column's type in silver: a year-coarsened date is a BIGINT year."""
+    return "BIGINT" if table.pii.get(column.name) == "year" else column.type
 
 
 def _table_entry(feed: str, table: Table, title: str) -> dict:
@@ -94,9 +103,50 @@ def render() -> str:
     return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
 
 
+def render_dictionary() -> str:
+    """docs/silver_tables.md: every silver table and column, its type and meaning."""
+    lines = [
+        "<!-- GENERATED from transforms/contracts by `python -m transforms.dbt_sources`; do not edit by hand. -->",
+        "# Data dictionary: the silver tables",
+        "",
+        "One table per contract table, in the lake's `silver` schema (`make sql`, then e.g. "
+        "`describe silver.safety__road_accidents`). Each is published by the load path after its Great "
+        "Expectations gate; rows that fail a row rule are in the `quarantine` table of the same name, with "
+        "the rule and reason. Personal identifiers never reach silver: a column the contract drops is not "
+        "here, and a pseudonymised one holds an HMAC-SHA256 under the warehouse key. The models built on "
+        "these tables, and the KPI marts, are described in the dbt docs (`make docs`).",
+        "",
+        "Every table also has these lineage columns:",
+        "",
+        "| column | type | meaning |",
+        "|---|---|---|",
+        *[f"| `{name}` | {LINEAGE_TYPES[name]} | {doc} |" for name, doc in LINEAGE_DOCS.items()],
+        "",
+    ]
+    for feed in all_feeds():
+        contract = load_contract(feed)
+        for table in contract.tables:
+            description = (table.description or contract.title).strip()
+            lines += [
+                f"## `silver.{table.silver}`",
+                "",
+                f"{description}. Feed `{feed}` (contract `transforms/contracts/{feed}.yaml`); primary key: "
+                + ", ".join(f"`{k}`" for k in table.primary_key) + ".",
+                "",
+                "| column | type | required | meaning |",
+                "|---|---|---|---|",
+                *[f"| `{c.name}` | {silver_type(table, c)} | {'yes' if c.required else 'no'} | "
+                  f"{_column_doc(table, c.name, c.description).replace('|', '/')} |"
+                  for c in table.published_columns],
+                "",
+            ]
+    return "\n".join(lines)
+
+
 def main() -> int:
     SOURCES_YML.write_text(render(), encoding="utf-8")
-    print(f"wrote {SOURCES_YML}")
+    DICTIONARY_MD.write_text(render_dictionary(), encoding="utf-8")
+    print(f"wrote {SOURCES_YML} and {DICTIONARY_MD}")
     return 0
 
 
