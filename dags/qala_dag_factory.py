@@ -230,9 +230,9 @@ page `reports/scorecard.html` (and `reports/scorecard.pdf`) from them.
     return build_kpis()
 
 
-# all_done: a failed dbt node (say, a test) still leaves the marts as they are, and the page says
-# which lake snapshot its numbers come from, so the ministers' page is rewritten after every build.
-@task(trigger_rule="all_done", retries=0)
+# After a successful build only: with all_done it would be the run's one leaf and turn a failed dbt
+# node's run green. A failed build leaves the last page, which names the lake snapshot it shows.
+@task(retries=0)
 def write_scorecard() -> None:
     """reports/scorecard.html (and .pdf where Chromium is installed) from the marts just built."""
     from transforms import scorecard
