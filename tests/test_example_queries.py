@@ -33,6 +33,10 @@ def test_worst_regions_follow_the_kpis_direction(kpi_world):
         assert rows[0]["actual"] == worst_first(r[1] for r in latest)
 
 
+def _month_before(month):
+    return month.replace(year=month.year - (month.month == 1), month=(month.month - 2) % 12 + 1)
+
+
 def test_changes_since_last_month_compare_each_place_with_the_month_before(kpi_world):
     root = kpi_world.root
     rows = run_doc_query(root, "kpi_changes_since_last_month.sql", {})
@@ -40,14 +44,12 @@ def test_changes_since_last_month_compare_each_place_with_the_month_before(kpi_w
         root, "select kpi_id, region_code, period_start, actual, suppressed from marts.kpi_values")}
     latest = query(root, "select kpi_id, region_code, period_start from marts.kpi_scorecard where not suppressed")
     comparable = [(k, r, m) for k, r, m in latest
-                  if (k, r, m.replace(year=m.year - (m.month == 1), month=(m.month - 2) % 12 + 1)) in values
-                  and not values[(k, r, m.replace(year=m.year - (m.month == 1), month=(m.month - 2) % 12 + 1))][1]]
+                  if (k, r, _month_before(m)) in values and not values[(k, r, _month_before(m))][1]]
     assert len(rows) == len(comparable) > 100
     for row in rows:
-        month = row["month"]
-        before = month.replace(year=month.year - (month.month == 1), month=(month.month - 2) % 12 + 1)
-        assert row["actual"] == values[(row["kpi_id"], row["region_code"], month)][0]
-        assert row["actual_month_before"] == values[(row["kpi_id"], row["region_code"], before)][0]
+        place = (row["kpi_id"], row["region_code"])
+        assert row["actual"] == values[(*place, row["month"])][0]
+        assert row["actual_month_before"] == values[(*place, _month_before(row["month"]))][0]
         assert row["change"] == row["actual"] - row["actual_month_before"]
     moves = [abs(r["change_share"]) for r in rows if r["change_share"] is not None]
     assert moves == sorted(moves, reverse=True)  # largest relative moves first
