@@ -46,6 +46,8 @@ LABELS = {
     "no_target": ("мақсат жоқ", "цели нет", "no target"),
     "illustrative": ("шартты мақсат", "условная цель", "illustrative target"),
     "target_line": ("мақсат сызығы", "линия цели", "target line"),
+    "no_baseline_yet": ("салыстыратын бір жыл бұрынғы мән әлі жоқ", "значения годом ранее для сравнения ещё нет",
+                        "no year-earlier value to apply it to yet"),
     "trend": ("Серпіні", "Динамика", "Trend"),
     "trend_of": ("айлар бойынша", "по месяцам", "by month"),
     "regions": ("Өңірлер бойынша", "По регионам", "By region"),
@@ -229,6 +231,10 @@ def _target_level(point: dict, kpi: dict) -> float | None:
     return None
 
 
+def has_target_line(kpi: Kpi) -> bool:
+    return any(_target_level(p, kpi.row) is not None for p in kpi.trend)
+
+
 def chart(kpi: Kpi, lang: str, chart_id: str) -> str:
     """An inline SVG line chart of the tile place's months, with the target line dashed, and a
     text alternative (title and desc) naming every month's value."""
@@ -279,6 +285,9 @@ def chart(kpi: Kpi, lang: str, chart_id: str) -> str:
         for i in marked)
     dots = "".join(f'<circle cx="{x(i):.1f}" cy="{y(p["actual"]):.1f}" r="3" class="actual"/>'
                    for i, p in enumerate(points) if p["actual"] is not None and not p["suppressed"])
+    # a diamond per month with a target: a line alone would not show a target of one month
+    dots += "".join(f'<path d="M{x(i) - 5:.1f},{y(t):.1f} l5,-5 l5,5 l-5,5 z" class="target-mark"/>'
+                    for i, p in enumerate(points) if (t := _target_level(p, row)) is not None)
     title = f"{row['name_' + lang]} — {row['region_name_' + lang]}, {_t('trend_of', lang)}"
     return (
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
@@ -298,7 +307,8 @@ def render(data: dict, built_at: datetime) -> str:
                       extensions=["jinja2.ext.do"])
     env.globals.update(t=_t, STATUS=STATUS, HEALTH=HEALTH, LANGS=LANGS, unit=_unit, month=_month,
                        value=format_value, change=format_change, target=format_target,
-                       suppression=_suppression, chart=chart)
+                       suppression=_suppression, chart=chart,
+                       has_target_line=has_target_line)
     return env.get_template("scorecard.html.j2").render(built_at=built_at, **data)
 
 
