@@ -1,4 +1,4 @@
-"""The example queries of docs/queries (README, "For analysts"), run as an analyst would on the
+"""The example queries of docs/queries (README, "Querying"), run as an analyst would on the
 14-month KPI world, each checked against what its comment says it returns."""
 
 from __future__ import annotations
