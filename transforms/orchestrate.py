@@ -195,17 +195,19 @@ class EmbeddedAirflow:
         except (urllib.error.URLError, OSError):
             return False
 
-    def _request(self, method: str, path: str, body: dict | None = None, attempts: int = 6) -> dict:
+    def _request(self, method: str, path: str, body: dict | None = None, settled=None) -> dict:
         if self._token is None:
             password = json.loads(passwords_file(self.root).read_text())[ADMIN]
             self._token = self._call("POST", "/auth/token", {"username": ADMIN, "password": password},
                                      auth=False)["access_token"]
-        return self._call(method, path, body, attempts=attempts)
+        return self._call(method, path, body, settled=settled)
 
     def _call(self, method: str, path: str, body: dict | None, auth: bool = True,
-              attempts: int = 6) -> dict:
+              attempts: int = 6, settled=None) -> dict:
         """One API call. A 5xx answer (on SQLite, usually a lock held a moment too long by
-        another Airflow process) is retried with back-off; 4xx answers are final."""
+        another Airflow process) or a timeout is retried with back-off; 4xx answers are final.
+        `settled`, when given, is asked before each retry: a request that timed out may still have
+        done its work on the server, and what `settled` returns (not None) is then the answer."""
         request = urllib.request.Request(
             self.base + path, method=method,
             data=json.dumps(body).encode() if body is not None else None,
@@ -216,14 +218,17 @@ class EmbeddedAirflow:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     return json.loads(response.read() or b"{}")
             except urllib.error.HTTPError as error:
-                detail = f"Airflow API {method} {path}: {error.code} {error.read().decode()[:500]}"
-                if error.code < 500 or attempt == attempts:
-                    raise AirflowApiError(error.code, detail) from None
+                failure = AirflowApiError(error.code, f"Airflow API {method} {path}: {error.code} "
+                                                      f"{error.read().decode()[:500]}")
+                if error.code < 500:
+                    raise failure from None
             except (urllib.error.URLError, TimeoutError) as error:
-                detail = f"Airflow API {method} {path}: {error}"
-                if attempt == attempts:
-                    raise AirflowApiError(None, detail) from None
-            print(f"{detail}; retrying ({attempt}/{attempts - 1})", file=sys.stderr, flush=True)
+                failure = AirflowApiError(None, f"Airflow API {method} {path}: {error}")
+            if settled is not None and (answer := settled()) is not None:
+                return answer
+            if attempt == attempts:
+                raise failure
+            print(f"{failure}; retrying ({attempt}/{attempts - 1})", file=sys.stderr, flush=True)
             time.sleep(2 * attempt)
         raise AssertionError("unreachable")
 
@@ -320,24 +325,20 @@ class EmbeddedAirflow:
         first, last = first.astimezone(timezone.utc), last.astimezone(timezone.utc)
         body = {"dag_id": dag_id, "from_date": first.isoformat(), "to_date": last.isoformat(),
                 "dag_run_conf": conf, "reprocess_behavior": "completed", "max_active_runs": 1}
-        attempts = 6
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._request("POST", "/api/v2/backfills", body, attempts=1)["id"]
-            except AirflowApiError as error:
-                # On SQLite the API answers 503 while another process holds the lock, or our
-                # request times out while the server still goes on to create the backfill. So before
-                # asking again (and on 409, "already running"), look for the backfill of this range:
-                # a second request must not leave us waiting on a backfill that owns no runs.
-                if error.status is not None and error.status < 500 and error.status != 409:
-                    raise
-                if (made := self._active_backfill(dag_id, first, last)) is not None:
-                    return made
-                if attempt == attempts:
-                    raise
-                print(f"{error}; retrying ({attempt}/{attempts - 1})", file=sys.stderr, flush=True)
-                time.sleep(2 * attempt)
-        raise AssertionError("unreachable")
+        # On SQLite the API answers 503 while another process holds the lock, or the request times
+        # out while the server still goes on to create the backfill. So before asking again (and on
+        # 409, "already running"), look for the backfill of this range: a second request must not
+        # leave us waiting on a backfill that owns no runs.
+        def made():
+            backfill_id = self._active_backfill(dag_id, first, last)
+            return None if backfill_id is None else {"id": backfill_id}
+
+        try:
+            return self._request("POST", "/api/v2/backfills", body, settled=made)["id"]
+        except AirflowApiError as error:
+            if error.status == 409 and (answer := made()) is not None:
+                return answer["id"]
+            raise
 
     def _active_backfill(self, dag_id: str, first: datetime, last: datetime) -> int | None:
         """The id of dag_id's running backfill over [first, last], if there is one."""
