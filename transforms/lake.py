@@ -81,6 +81,13 @@ def connect(root: Path | None = None, read_only: bool = False) -> duckdb.DuckDBP
     return con
 
 
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params=()) -> list[dict]:
+    """A query's rows as dicts by column name."""
+    cursor = con.execute(sql, list(params))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r)) for r in cursor.fetchall()]
+
+
 @contextlib.contextmanager
 def off_lake(con: duckdb.DuckDBPyConnection):
     """Work on temp tables only with the in-memory catalog as the default: while the lake is the

@@ -85,13 +85,12 @@ def rows_for_run(run_id: str, feed: str | None = None, root=None) -> list[dict]:
     retry loads a file again; the retry's row is the one that counts)."""
     con = lake.connect(root, read_only=True)
     try:
-        cursor = con.execute(
+        return lake.rows(
+            con,
             """select * from ops.load_ledger
                where run_id = ? and (feed = ? or ? is null)
                qualify row_number() over (partition by feed, source_file order by finished_at desc) = 1
                order by feed, source_file""",
             [run_id, feed, feed])
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, r)) for r in cursor.fetchall()]
     finally:
         con.close()

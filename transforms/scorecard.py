@@ -138,17 +138,16 @@ class Kpi:
     trend: list[dict]              # the tile place's months from kpi_values
     feeds: list[str] = field(default_factory=list)
 
-
-def _rows(con, sql: str, params=()) -> list[dict]:
-    cursor = con.execute(sql, list(params))
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, r)) for r in cursor.fetchall()]
+    @property
+    def target_levels(self) -> list[float | None]:
+        """Each trend month's target on the actual's own scale (None where there is none)."""
+        return [_target_level(p, self.row) for p in self.trend]
 
 
 def gather(con) -> dict:
     """Everything the page shows, from one read-only session on the lake."""
-    areas = _rows(con, "select area, name_kk, name_ru, name_en from reference.programme_areas order by sort_order")
-    rows = _rows(con, """select * exclude (batch_ids) from marts.kpi_scorecard
+    areas = lake.rows(con, "select area, name_kk, name_ru, name_en from reference.programme_areas order by sort_order")
+    rows = lake.rows(con, """select * exclude (batch_ids) from marts.kpi_scorecard
                          order by kpi_id, region_code = 'KZ' desc, region_name_en""")
     feeds = defaultdict(list)
     for kpi_id, feed in con.execute(
@@ -163,7 +162,7 @@ def gather(con) -> dict:
     for kpi_id, places in by_kpi.items():
         country = [r for r in places if r["region_code"] == "KZ"]
         tile = country[0] if country else places[0] if len(places) == 1 else None
-        trend = _rows(con, """select period_start, actual, baseline, target, suppressed from marts.kpi_values
+        trend = lake.rows(con, """select period_start, actual, baseline, target, suppressed from marts.kpi_values
                               where kpi_id = ? and region_code = ? order by period_start""",
                       [kpi_id, tile["region_code"]]) if tile else []
         kpis[places[0]["area"]].append(Kpi(tile, places, trend, feeds[kpi_id]))
@@ -177,7 +176,7 @@ def feed_health(con) -> dict[str, dict]:
     """Each feed's state over the last HEALTH_DAYS landing days of the lake: blocked when its newest
     batch is not published, warnings when any batch of the window was blocked, quarantined rows or
     failed a warn expectation, else ok."""
-    rows = _rows(con, f"""
+    rows = lake.rows(con, f"""
         with newest as (select max(logical_date) - {HEALTH_DAYS} as since from ops.load_ledger),
         warned as (
             select g.feed, count(*) as warnings from ops.gate_results g
@@ -232,16 +231,17 @@ def _target_level(point: dict, kpi: dict) -> float | None:
 
 
 def has_target_line(kpi: Kpi) -> bool:
-    return any(_target_level(p, kpi.row) is not None for p in kpi.trend)
+    return any(t is not None for t in kpi.target_levels)
 
 
 def chart(kpi: Kpi, lang: str, chart_id: str) -> str:
     """An inline SVG line chart of the tile place's months, with the target line dashed, and a
     text alternative (title and desc) naming every month's value."""
-    row, points = kpi.row, kpi.trend
+    row, points, levels = kpi.row, kpi.trend, kpi.target_levels
     width, height, left, right, top, bottom = 640, 220, 64, 36, 16, 36
-    values = [p["actual"] for p in points if p["actual"] is not None and not p["suppressed"]]
-    targets = [t for p in points if (t := _target_level(p, row)) is not None]
+    shown = [None if p["suppressed"] else p["actual"] for p in points]  # per month: the value drawn
+    values = [v for v in shown if v is not None]
+    targets = [t for t in levels if t is not None]
     if not values:
         return ""
     low, high = min(values + targets + [0.0]), max(values + targets)
@@ -260,8 +260,8 @@ def chart(kpi: Kpi, lang: str, chart_id: str) -> str:
             pen = "L"
         return " ".join(parts)
 
-    actual = path([(i, None if p["suppressed"] else p["actual"]) for i, p in enumerate(points)])
-    target = path([(i, _target_level(p, row)) for i, p in enumerate(points)])
+    actual = path(enumerate(shown))
+    target = path(enumerate(levels))
     unit = row["unit"]
     described = "; ".join(
         f"{_month(p['period_start'], lang)}: "
@@ -271,7 +271,7 @@ def chart(kpi: Kpi, lang: str, chart_id: str) -> str:
     if targets:
         target_text = f" {_t('target_line', lang)}: " + "; ".join(
             f"{_month(p['period_start'], lang)}: {format_value(t, unit)}"
-            for p in points if (t := _target_level(p, row)) is not None)
+            for p, t in zip(points, levels) if t is not None)
     ticks = "".join(
         f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{html.escape(format_value(v, unit))}</text>'
         f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
@@ -283,11 +283,11 @@ def chart(kpi: Kpi, lang: str, chart_id: str) -> str:
     labels = "".join(
         f'<text x="{x(i):.1f}" y="{height - 12}" text-anchor="middle">{html.escape(_month(points[i]["period_start"], lang))}</text>'
         for i in marked)
-    dots = "".join(f'<circle cx="{x(i):.1f}" cy="{y(p["actual"]):.1f}" r="3" class="actual"/>'
-                   for i, p in enumerate(points) if p["actual"] is not None and not p["suppressed"])
+    dots = "".join(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" class="actual"/>'
+                   for i, v in enumerate(shown) if v is not None)
     # a diamond per month with a target: a line alone would not show a target of one month
     dots += "".join(f'<path d="M{x(i) - 5:.1f},{y(t):.1f} l5,-5 l5,5 l-5,5 z" class="target-mark"/>'
-                    for i, p in enumerate(points) if (t := _target_level(p, row)) is not None)
+                    for i, t in enumerate(levels) if t is not None)
     title = f"{row['name_' + lang]} — {row['region_name_' + lang]}, {_t('trend_of', lang)}"
     return (
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
