@@ -22,10 +22,14 @@ START, DAYS = "2025-03-31", 3
 SCALES = ["--scale", "0.001", "--feed-scale", "safety/road_accidents=1", "housing/utility_payments=0.2"]
 
 
+def qala_command(root: Path, port: int, *args: str) -> dict:
+    """subprocess arguments for `qala <args>` on this warehouse and Airflow port."""
+    return {"args": [str(Path(sys.executable).parent / "qala"), *args], "text": True,
+            "env": {**os.environ, "QALA_WAREHOUSE": str(root), "QALA_AIRFLOW_PORT": str(port)}}
+
+
 def qala(root: Path, port: int, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "QALA_WAREHOUSE": str(root), "QALA_AIRFLOW_PORT": str(port)}
-    return subprocess.run([str(Path(sys.executable).parent / "qala"), *args], env=env, capture_output=True,
-                          text=True, timeout=2400)
+    return subprocess.run(**qala_command(root, port, *args), capture_output=True, timeout=2400)
 
 
 def silver_fingerprints(root: Path) -> dict[str, tuple]:
@@ -97,10 +101,8 @@ def test_an_airflow_backfill_reloads_the_days_into_identical_silver_tables(loade
     root, port, _ = loaded
     before = silver_fingerprints(root)
     first_day = "2025-04-01"
-    env = {**os.environ, "QALA_WAREHOUSE": str(root), "QALA_AIRFLOW_PORT": str(port)}
-    with subprocess.Popen([str(Path(sys.executable).parent / "qala"), "backfill", "--from", first_day,
-                           "--to", "2025-04-02"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as running:
+    with subprocess.Popen(**qala_command(root, port, "backfill", "--from", first_day, "--to", "2025-04-02"),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as running:
         # While the ingest DAGs write: the analysts' SQL workspace (make sql: the DuckDB shell on
         # attach.sql) answers, and the scorecard builds.
         during = 0
