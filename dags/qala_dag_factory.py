@@ -174,17 +174,27 @@ says why when it did not publish.
 
 
 def build_kpis_dag():
-    from cosmos import DbtTaskGroup, ExecutionConfig, LoadMode, ProfileConfig, ProjectConfig, RenderConfig, TestBehavior
+    from cosmos import ProfileConfig
+    from cosmos.operators.local import DbtBuildLocalOperator
+
     from transforms.contract import all_feeds
     from transforms.settings import DBT_PROJECT_DIR, REPO_ROOT
 
-    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
-    if not manifest.exists():
-        raise FileNotFoundError(f"{manifest} is missing: run `make setup` (it runs `dbt parse`)")
     assets = [silver_asset(feed) for feed in all_feeds()]
     schedule = assets[0]
     for asset in assets[1:]:
         schedule = schedule | asset
+
+    class LakeDbtBuild(DbtBuildLocalOperator):
+        """cosmos's `dbt build`, holding the lake's writer lock: a load that publishes meanwhile
+        waits for the build at its commit instead of meeting it in the SQLite catalog, where one
+        of the two would be refused ("database is locked", duckdb/ducklake#1309)."""
+
+        def execute(self, context, **kwargs):
+            from transforms.lake import writer_lock
+
+            with writer_lock():
+                return super().execute(context, **kwargs)
 
     @dag(
         dag_id="build_kpis",
@@ -192,40 +202,30 @@ def build_kpis_dag():
         start_date=START,
         catchup=False,
         max_active_runs=1,
-        # One dbt node at a time. Two side by side commit to the SQLite catalog together, and SQLite
-        # refuses one of them at once ("database is locked", duckdb/ducklake#1309) instead of
-        # waiting: with ~110 nodes a node met that three times in a row. The nodes are short, so
-        # the order costs little, and a run never fails on its own commits.
-        max_active_tasks=1,
-        # A retry covers a commit that met a load's (a daily ingest run while the KPIs build).
-        default_args={"retries": 2, "retry_delay": timedelta(seconds=3)},
         tags=["kpi", "dbt"],
         doc_md="""
 ### build_kpis
-Runs whenever a silver table changes (any silver Asset event): the dbt project in
-`dbt_project/` — seeds, staging, intermediate and marts with their tests (`dbt build` per
-node, rendered by astronomer-cosmos from the pre-built manifest) — producing
-`marts.kpi_values` and `marts.kpi_scorecard`; then `write_scorecard` writes the ministers'
-page `reports/scorecard.html` (and `reports/scorecard.pdf`) from them.
+Runs whenever a silver table changes (any silver Asset event): `dbt_build` runs the dbt project in
+`dbt_project/` — seeds, staging, intermediate and marts with their tests — as ONE `dbt build`
+(astronomer-cosmos's DbtBuildLocalOperator), producing `marts.kpi_values` and `marts.kpi_scorecard`;
+then `write_scorecard` writes the ministers' page `reports/scorecard.html` (and `.pdf`).
+
+A failed build names its failed models and tests in the task's error, and every node's status
+and time is in `state/dbt/run_results.json` of the warehouse (kept after each build, failed or not).
 """,
     )
     def build_kpis():
-        project = ProjectConfig(dbt_project_path=DBT_PROJECT_DIR, manifest_path=manifest, project_name="qala")
-        # ProjectConfig wraps the path in an ObjectStoragePath, whose first use loads every Airflow
-        # plugin (~0.7 s at each parse of this file). The manifest is a local file: read it as one.
-        project.manifest_path = manifest
-        models = DbtTaskGroup(
-            group_id="dbt",
-            project_config=project,
+        build = LakeDbtBuild(
+            task_id="dbt_build",
+            project_dir=DBT_PROJECT_DIR,
             profile_config=ProfileConfig(profile_name="qala", target_name="lake",
                                          profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml"),
-            # A test with two parents (e.g. staging → regions seed) runs after both, as its own task.
-            render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD,
-                                       emit_datasets=False, should_detach_multiple_parents_tests=True),
-            execution_config=ExecutionConfig(dbt_executable_path=str(REPO_ROOT / ".venv" / "bin" / "dbt")),
-            operator_args={"install_deps": False},
+            dbt_executable_path=str(REPO_ROOT / ".venv" / "bin" / "dbt"),
+            install_deps=False,
+            emit_datasets=False,
+            callback="transforms.lake.keep_dbt_results",
         )
-        models >> write_scorecard()
+        build >> write_scorecard()
 
     return build_kpis()
 

@@ -4,6 +4,7 @@ same days into identical silver tables."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -95,6 +96,10 @@ def test_build_kpis_writes_the_ministers_scorecard(loaded):
     (snapshot, kpis), = query(root, "select max(lake_snapshot_id), list(distinct kpi_id) from marts.kpi_scorecard")
     assert f'data-snapshot="{snapshot}"' in text
     assert kpis and all(f'data-kpi="{kpi}"' in text for kpi in kpis)
+    # one `dbt build` ran every node, and its results are kept for whoever reads the run
+    results = json.loads((root / "state" / "dbt" / "run_results.json").read_text())["results"]
+    assert len(results) > 300 and {r["status"] for r in results} <= {"success", "pass", "no-op"}
+    assert {"model.qala.kpi_values", "model.qala.kpi_scorecard"} <= {r["unique_id"] for r in results}
 
 
 def test_an_airflow_backfill_reloads_the_days_into_identical_silver_tables(loaded, tmp_path):
@@ -127,3 +132,49 @@ def test_an_airflow_backfill_reloads_the_days_into_identical_silver_tables(loade
     # The backfilled days' rows now come from the backfill's batches; the first day's do not.
     assert query(root, "select bool_and(_batch_id in (select batch_id from ops.load_ledger where run_id like 'backfill__%')) "
                        "from silver.safety__road_accidents where _landing_date >= ?", [first_day]) == [(True,)]
+
+
+def test_a_failed_kpi_build_names_what_failed_and_leaves_the_ministers_page(loaded, monkeypatch):
+    """A copy of a silver row that no published batch stands behind (written past the load path)
+    fails dbt's `published_batch` and `unique` tests: build_kpis fails, its task error and dbt's kept run results name the
+    test, and the scorecard page stays the last good one."""
+    from transforms import lake
+    from transforms.orchestrate import EmbeddedAirflow, run_id
+
+    root, port, _ = loaded
+    page = root / "reports" / "scorecard.html"
+    shown = page.read_bytes()
+    table = "silver.safety__road_accidents"
+    con = lake.connect(root)
+    try:
+        lake.commit(con, lambda: con.execute(
+            f"insert into {table} select * replace ('not-a-published-batch' as _batch_id) from {table} limit 1"), root)
+    finally:
+        con.close()
+    monkeypatch.setenv("QALA_WAREHOUSE", str(root))
+    monkeypatch.setenv("QALA_AIRFLOW_PORT", str(port))
+    try:
+        with EmbeddedAirflow(root) as airflow:
+            airflow.wait_for_dags(["build_kpis"])
+            airflow.wait_for_scheduled_runs(airflow.dag_ids())
+            rid = airflow.trigger("build_kpis", {}, run_id("test__failed_build"))
+            assert airflow.wait_for_run("build_kpis", rid) == "failed"
+            states = {t["task_id"]: t["state"] for t in airflow.dag_run("build_kpis", rid)["tasks"]}
+    finally:
+        con = lake.connect(root)
+        try:
+            lake.commit(con, lambda: con.execute(f"delete from {table} where _batch_id = 'not-a-published-batch'"), root)
+        finally:
+            con.close()
+    assert states == {"dbt_build": "failed", "write_scorecard": "upstream_failed"}
+    results = json.loads(lake.dbt_results_path(root).read_text())["results"]
+    failed = [r["unique_id"] for r in results if r["status"] in ("fail", "error")]
+    # the copied row breaks the accidents' staging tests: its batch, and its key now twice
+    assert {f.split(".")[2] for f in failed} == {"published_batch_stg_safety__road_accidents__batch_id",
+                                                 "unique_stg_safety__road_accidents_accident_id"}, failed
+    assert len(results) > 300 and {r["status"] for r in results} <= {"success", "pass", "no-op", "fail", "error", "skipped"}
+    log = "\n".join(p.read_text(errors="replace") for p in
+                    (root / "state" / "airflow" / "logs").glob(f"dag_id=build_kpis/run_id={rid}/task_id=dbt_build/*.log"))
+    assert "dbt invocation completed with errors" in log
+    assert all(f.split(".")[2] in log for f in failed)
+    assert page.read_bytes() == shown

@@ -218,3 +218,20 @@ def commit(con: duckdb.DuckDBPyConnection, statements: Callable[[], None], root:
                 if "database is locked" not in str(error) or attempt == attempts - 1:
                     raise
                 time.sleep(min(0.25 * 2 ** attempt, 4))
+
+
+def dbt_results_path(root: Path | None = None) -> Path:
+    return settings.state_dir(root) / "dbt" / "run_results.json"
+
+
+def keep_dbt_results(project_dir: str, **_context) -> None:
+    """cosmos callback after the build_kpis `dbt build`, failed or not: dbt's run_results.json
+    (every node's status, message and seconds) kept in the warehouse, where the temporary
+    project copy it was written in is gone once the task ends."""
+    source = Path(project_dir) / "target" / "run_results.json"
+    if source.exists():
+        target = dbt_results_path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(source.read_bytes())
+        partial.replace(target)

@@ -293,10 +293,11 @@ class EmbeddedAirflow:
         return [d["dag_id"] for d in self._request("GET", "/api/v2/dags?limit=100")["dags"]]
 
     def dag_run(self, dag_id: str, run_id: str) -> dict:
-        """The run (state, start_date, end_date, ...) and its task-instance count (`tasks`)."""
+        """The run (state, start_date, end_date, ...) and its task instances (`tasks`: task_id,
+        state, duration in seconds, ...)."""
         run = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-        tasks = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1")
-        return {**run, "tasks": tasks["total_entries"]}
+        tasks = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")
+        return {**run, "tasks": tasks["task_instances"]}
 
     def runs(self, dag_id: str) -> list[dict]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-run_after&limit=20")["dag_runs"]
