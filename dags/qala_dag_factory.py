@@ -6,11 +6,12 @@ great_expectations, dbt) is imported here; task bodies import transforms when th
 
 from __future__ import annotations
 
+import html
 import logging
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, TaskGroup, dag, get_current_context, task
+from airflow.sdk import Asset, BaseNotifier, Param, TaskGroup, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
@@ -40,6 +41,39 @@ def find_landed_files(feed: str) -> list[list[str]]:
         raise AirflowSkipException(f"{feed}: no file landed for {first} .. {last}")
     return group_files(files, first, last)
 
+
+class QalaAlert(BaseNotifier):
+    """Every failed task of a Qala DAG: a line in the warehouse's alert log
+    (`reports/alerts.jsonl`, what failed and why, file by file or dbt node by dbt node), and the
+    same text by e-mail through the Airflow SMTP connection `qala_alerts` when it exists."""
+
+    def notify(self, context) -> None:
+        from transforms import alerts
+
+        ti = context["ti"]
+        alert = alerts.compose(ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", None),
+                               getattr(ti, "try_number", None), str(context.get("exception") or ""),
+                               getattr(ti, "log_url", None))
+        path = alerts.record(alert)
+        log.error("alert recorded in %s", path)
+        try:
+            from airflow.sdk import Connection
+
+            connection = Connection.get(alerts.SMTP_CONNECTION)
+        except Exception:  # no such connection: the log only
+            return
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+        extra = connection.extra_dejson
+        subject, body = alerts.as_text(alert)
+        # notify() itself, not the notifier called: the text is sent as it is, never rendered as a template
+        SmtpNotifier(to=extra["to"], from_email=extra.get("from_email") or "qala-alerts@localhost",
+                     smtp_conn_id=alerts.SMTP_CONNECTION, subject=subject,
+                     html_content=f"<pre>{html.escape(body)}</pre>").notify(context)
+        log.error("alert e-mailed to %s", extra["to"])
+
+
+ALERTS = {"on_failure_callback": [QalaAlert()]}
 
 PSEUDONYMISATION_CONNECTION = "qala_pseudonymisation"
 
@@ -134,6 +168,7 @@ def ingest_dag(domain: str):
         start_date=START,
         catchup=False,
         max_active_runs=1,
+        default_args=ALERTS,
         tags=["ingest", domain],
         params={
             "landing_from": Param(None, type=["null", "string"], format="date",
@@ -202,6 +237,7 @@ def build_kpis_dag():
         start_date=START,
         catchup=False,
         max_active_runs=1,
+        default_args=ALERTS,
         tags=["kpi", "dbt"],
         doc_md="""
 ### build_kpis

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import HEADER, accident_rows, land, query
-from transforms import settings
+from transforms import alerts, settings
 from transforms.contract import DOMAINS, all_feeds, load_contract
 from transforms.orchestrate import airflow_env
 
@@ -114,7 +114,35 @@ def test_kpi_numbers_equal_an_independent_count_from_the_landing_files(ran):
             assert actual == pytest.approx(national * 100_000 / sum(population.values()))
 
 
-def test_make_ingest_on_an_empty_warehouse_fails_only_the_bad_file(tmp_path):
+@pytest.fixture
+def mailbox(monkeypatch):
+    """A real SMTP server on this machine (aiosmtpd), set up as the Airflow connection the
+    alerts go through; the messages it received."""
+    import email
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    received = []
+
+    class Inbox:
+        async def handle_DATA(self, server, session, envelope):
+            received.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content)))
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Inbox(), hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("AIRFLOW_CONN_QALA_ALERTS", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": port,
+        "extra": {"to": "oncall@example.kz", "from_email": "qala@example.kz", "disable_ssl": True, "disable_tls": True}}))
+    yield received
+    controller.stop()
+
+
+def test_make_ingest_on_an_empty_warehouse_fails_only_the_bad_file(tmp_path, mailbox):
     root = tmp_path / "fresh"  # nothing exists yet: no lake, no Airflow state
     land(root, "2025-03-01", "a_good.csv", HEADER + "\n" + accident_rows(15))
     land(root, "2025-03-01", "b_bad.csv", b"\x00\x01garbage" * 100)
@@ -138,3 +166,15 @@ def test_make_ingest_on_an_empty_warehouse_fails_only_the_bad_file(tmp_path):
     assert tasks["road_accidents.load"] == "success"
     assert tasks["road_accidents.check"] == "failed"
     assert tasks["road_accidents.announce"] == "success"
+    # The failed check raised one alert: in the warehouse's alert log, and by e-mail through the
+    # SMTP connection, each naming the file, its status and why.
+    alert, = alerts.read(root)
+    assert (alert["dag_id"], alert["run_id"], alert["task_id"]) == ("ingest_safety", run_id, "road_accidents.check")
+    bad, = alert["files_not_published"]
+    assert bad["source_file"] == "landing/safety/road_accidents/2025-03-01/b_bad.csv" and bad["status"] == "failed"
+    assert "[format] binary file" in bad["reason"] and "b_bad.csv" in alert["error"]
+    (recipients, message), = mailbox
+    assert recipients == ["oncall@example.kz"] and message["From"] == "qala@example.kz"
+    assert message["Subject"] == f"[Qala] ingest_safety: road_accidents.check failed ({run_id})"
+    body = next(part for part in message.walk() if part.get_content_type() == "text/html").get_payload(decode=True).decode()
+    assert "- failed: landing/safety/road_accidents/2025-03-01/b_bad.csv: [format] binary file" in body and alert["log_url"] in body

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import query
-from transforms import scorecard
+from transforms import alerts, scorecard
 from transforms.contract import DOMAINS, all_feeds, load_contract
 from transforms.privacy import scan_lake
 
@@ -178,3 +178,6 @@ def test_a_failed_kpi_build_names_what_failed_and_leaves_the_ministers_page(load
     assert "dbt invocation completed with errors" in log
     assert all(f.split(".")[2] in log for f in failed)
     assert page.read_bytes() == shown
+    # the notifier's line in the warehouse's alert log names the same dbt nodes
+    alert = [a for a in alerts.read(root) if a["run_id"] == rid]
+    assert [(a["task_id"], sorted(n["node"] for n in a["failed_dbt_nodes"])) for a in alert] == [("dbt_build", sorted(failed))]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from collections import Counter
 
-from transforms import lake, settings
+from transforms import alerts, lake, settings
 from transforms.contract import all_feeds
 from transforms.ledger import PUBLISHED
 
@@ -184,6 +184,7 @@ Where to look:
   ledger:            select * from ops.load_ledger order by started_at desc;
   scorecard:         {settings.reports_dir(root) / 'scorecard.html'}  (printable: scorecard.pdf beside it)
   Data Docs:         {settings.reports_dir(root) / 'data_docs' / 'index.html'}
+  alerts:            {alerts.alerts_path(root)}  (one line per failed task)
   Airflow UI:        make up  → http://127.0.0.1:{port()}  (login: admin, password in {passwords_file(root)})
 """)
     return status
