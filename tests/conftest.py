@@ -46,6 +46,14 @@ def accident_rows(n: int, day: str = "2025-03-01", prefix: str = "RA", kato: str
         for i in range(n))
 
 
+def valid_iin(i: int, born: str = "880101", century: str = "3") -> str:
+    """The i-th (0-based) IIN with a correct check digit of someone born on `born` (YYMMDD)."""
+    from transforms.simulate.people import is_valid
+
+    numbers = [f"{born}{century}{serial:04d}{digit}" for serial in range(1000) for digit in range(10)]
+    return [n for n, ok in zip(numbers, is_valid(numbers)) if ok][i]
+
+
 def query(root: Path, sql: str, params=None) -> list[tuple]:
     """Read the lake as an analyst does: attached read-only."""
     con = lake.connect(root, read_only=True)

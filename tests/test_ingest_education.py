@@ -299,9 +299,9 @@ def test_an_application_file_without_the_channel_column_is_refused(warehouse):
 
 def test_applications_of_an_unknown_channel_are_quarantined_without_personal_data(warehouse):
     body = ("ZP-1,190418694641,2019-04-18,Новикова Ольга Михаиловна,030201639042,+7 701 394 31 45,751100000,"
-            "SCH-00002,2025-04-01 00:04:39,egov,submitted\n"
+            "SCH-00002,2025-03-03 00:04:39,egov,submitted\n"
             "ZP-2,181125537832,2018-11-25,Сейітов Тимур Ерланұлы,950128432107,+7 747 134 64 52,751100000,"
-            "SCH-00002,2025-04-01 09:27:21,telegram,submitted\n")
+            "SCH-00002,2025-03-03 09:27:21,telegram,submitted\n")
     path = land(warehouse, DAY, "applications_75_2025-03-03.csv", APPLICATION_HEADER + "\n" + body, feed=APPLICATIONS)
     (row,) = load_files(APPLICATIONS, [path])
     assert (row.rows_in, row.rows_published, row.rows_quarantined) == (2, 1, 1)
@@ -325,7 +325,7 @@ def test_a_queue_file_without_the_event_type_column_is_refused(warehouse):
 def test_queue_events_of_an_unknown_type_are_quarantined(warehouse):
     body = ("KQ-20250303-75-00001-R,240601531544,2024-06-01,751100000,registered,none,2025-03-03 12:55:59,,2,"
             "Бекмұхамбетов Шыңғыс Ғалымұлы\n"
-            "KQ-20250303-75-00002-R,240601531545,2024-06-01,751100000,postponed,none,2025-03-03 12:56:59,,3,"
+            "KQ-20250303-75-00002-R,240601531554,2024-06-01,751100000,postponed,none,2025-03-03 12:56:59,,3,"
             "Ахметова Ұлжан Ілиясқызы\n")
     path = land(warehouse, DAY, "queue_events_75_2025-03-03.csv", QUEUE_HEADER + "\n" + body, feed=QUEUE)
     (row,) = load_files(QUEUE, [path])

@@ -1,7 +1,8 @@
 """Row checks: split a read batch into records to publish and records to quarantine.
 
-The rules come from where they are declared, once: column types, required columns and the
-primary key from the feed's contract; value rules from the expectations of its GX suite
+The rules come from where they are declared, once: column types, required columns, identifier
+formats (IIN, BIN, KATO: checked here, before pseudonymisation), event times not after the
+landing day, and the primary key from the feed's contract; value rules from the expectations of its GX suite
 whose `meta.severity` is `row`. They are evaluated here as one vectorised DuckDB query, so a
 bad record is quarantined with its line and rule; the GX gate then checks the same suite on
 what is left.
@@ -9,11 +10,14 @@ what is left.
 
 from __future__ import annotations
 
+import csv
 import json
+from functools import cache
 
 import duckdb
 
-from transforms.contract import Table
+from transforms import settings
+from transforms.contract import FORMATS, Column, Table
 from transforms.gate import ROW
 from transforms.pseudonymise import hmac_sql, treated_sql
 
@@ -56,6 +60,58 @@ ROW_RULES = {
 }
 
 
+def iin_valid_sql(text: str) -> str:
+    """SQL: whether `text` is 12 digits whose 12th is the IIN/BIN check digit: the weighted sum of
+    the first 11 digits (weights 1..11) mod 11, or if that is 10, with weights 3..11, 1, 2; a
+    number whose check would be 10 both times is never issued."""
+    digit = "(ascii(substr({t}, i + 1, 1)) - 48)".format(t=text)
+    first = f"list_sum(list_transform(range(11), i -> {digit} * (i + 1))) % 11"
+    second = f"list_sum(list_transform(range(11), i -> {digit} * ((i + 2) % 11 + 1))) % 11"
+    return (f"(regexp_full_match({text}, '[0-9]{{12}}') and coalesce(nullif({first}, 10), nullif({second}, 10)) "
+            f"is not distinct from (ascii(substr({text}, 12, 1)) - 48))")
+
+
+@cache
+def kato_prefixes() -> tuple[str, ...]:
+    """The two-digit KATO prefixes of the regions and cities of reference.regions (its seed)."""
+    with (settings.SEEDS_DIR / "regions.csv").open(encoding="utf-8") as handle:
+        return tuple(sorted({row["kato_prefix"].zfill(2) for row in csv.DictReader(handle)}))
+
+
+def format_violation(column: Column, text: str, shown: str) -> tuple[str, str]:
+    """(condition, reason) of a record whose `column` (its text `text`) breaks its declared format."""
+    if column.format in ("iin", "bin"):
+        condition = f"not {iin_valid_sql(text)}"
+    else:  # kato
+        prefixes = ", ".join(literal(p) for p in kato_prefixes())
+        condition = f"not regexp_full_match({text}, '[0-9]{{9}}') or left({text}, 2) not in ({prefixes})"
+    return (f"{text} is not null and ({condition})",
+            f"{literal(f'format: {column.name} is not {FORMATS[column.format]}')}{shown}")
+
+
+def before_violation(column: Column) -> tuple[str, str]:
+    """(condition, reason) of a record whose date `column` is after its `before` column's date, or
+    more than `max_years` before it (a child in a kindergarten queue aged 9, or not yet born)."""
+    other, years = column.before["column"], column.before["max_years"]
+    value, limit = ident(column.name), f"cast({ident(other)} as date)"
+    return (f"{value} > {limit} or {value} < {limit} - interval {int(years)} year",
+            literal(f"range: {column.name} must be on {other}'s date or up to {years} years before it"))
+
+
+def future_violations(table: Table) -> list[tuple[str, str]]:
+    """(condition, reason) of a record with a time after the end of its landing day (local time,
+    the session's time zone): an export cannot hold what had not happened when it was written.
+    The end itself is allowed: an hourly snapshot of 23:00-24:00 is stamped 00:00."""
+    out = []
+    for name in table.not_after_landing_day:
+        column = ident(name)
+        end = "_landing_date" if table.column(name).type == "DATE" else "(_landing_date + 1)::timestamp"
+        shown = "" if name in table.pii else f" || ', got ' || cast({column} as varchar)"
+        out.append((f"{column} > {end}",
+                    f"'future: {name} is after the landing day ' || cast(_landing_date as varchar){shown}"))
+    return out
+
+
 def row_expectations(suite: dict) -> list[dict]:
     rules = [e for e in suite["expectations"] if e.get("meta", {}).get("severity") == ROW]
     unsupported = sorted({e["type"] for e in rules if e["type"] not in ROW_RULES})
@@ -94,6 +150,11 @@ def split(con: duckdb.DuckDBPyConnection, table: Table, relation: str, rejected:
                                f"'type: {column.name} must be {column.type}'{shown}"))
         if column.required:
             violations.append((f"{text_name} is null", f"'required: {column.name} is empty'"))
+        if column.format:
+            violations.append(format_violation(column, text_name, shown))
+        if column.before:
+            violations.append(before_violation(column))
+    violations += future_violations(table)
     for expectation in row_expectations(suite):
         column = expectation["kwargs"]["column"]
         if column not in table.column_names:

@@ -250,6 +250,12 @@ def cmd_privacy_scan(args) -> int:
     return 1 if findings else 0
 
 
+def cmd_gate_audit(args) -> int:
+    from transforms.gate_audit import main
+
+    return main(args.days, args.scale, args.defect_rate)
+
+
 def cmd_bench(args) -> int:
     from transforms.bench import main as bench
 
@@ -301,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("scorecard", help="print marts.kpi_scorecard; write reports/scorecard.html and .pdf").set_defaults(func=cmd_scorecard)
     sub.add_parser("privacy-scan", help="look for raw IINs, phones and plates in every Parquet file of the lake"
                    ).set_defaults(func=cmd_privacy_scan)
+    p = sub.add_parser("gate-audit", help="recall and precision of the row checks and gates against planted defects")
+    p.add_argument("--days", type=int, default=5)
+    p.add_argument("--scale", type=float, default=0.02)
+    p.add_argument("--defect-rate", type=float, default=0.2)
+    p.set_defaults(func=cmd_gate_audit)
     sub.add_parser("up", help="run the Airflow UI and scheduler until Ctrl-C").set_defaults(func=cmd_up)
     p = sub.add_parser("airflow", help="the airflow CLI, with this warehouse's environment")
     p.add_argument("args", nargs=argparse.REMAINDER)

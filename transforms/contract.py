@@ -26,7 +26,8 @@ from transforms import settings
 
 DUCKDB_TYPES = {"VARCHAR", "INTEGER", "BIGINT", "DOUBLE", "BOOLEAN", "DATE", "TIMESTAMP", "TIMESTAMPTZ"}
 PII_TREATMENTS = {"hash", "drop", "year"}
-_TABLE_KEYS = {"columns", "primary_key", "event_time", "pii", "member", "required", "description", "references"}
+_TABLE_KEYS = {"columns", "primary_key", "event_time", "not_after_landing_day", "pii", "member", "required",
+               "description", "references"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class Column:
     # Where the reader finds the value, in the format's own terms (a CSV header name, a JSON
     # path, ...); None = the column's name.
     source: str | None = None
+    # A value format the row checks verify before any pseudonymisation (see FORMATS).
+    format: str | None = None
+    # A date that must fall on or before another column's, by at most `max_years` (a child's
+    # birth date against the queue event): {"column": ..., "max_years": n}; checked before
+    # pseudonymisation too.
+    before: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,10 @@ class Table:
     primary_key: tuple[str, ...]
     event_time: str | None
     pii: dict[str, str] = field(default_factory=dict)
+    # Times that cannot be after the export was written (the end of the landing day): a record
+    # with one later is quarantined (rule `future`). Default: the event_time; a table lists its
+    # own where the event time is legitimately ahead (an appointment's start, booked ahead).
+    not_after_landing_day: tuple[str, ...] = ()
     member: str | None = None
     required: bool = True
     description: str = ""
@@ -126,10 +137,19 @@ class Contract:
         return {f"{t.name}.{c}": v for t in self.tables for c, v in t.pii.items()}
 
 
+# Identifier formats a column may declare (`format:`): its records are checked against it before
+# pseudonymisation, since the gate only ever sees an identifier's HMAC.
+FORMATS = {
+    "iin": "an IIN: 12 digits whose 12th is the check digit of the first 11",
+    "bin": "a BIN: 12 digits whose 12th is the check digit of the first 11 (the IIN's algorithm)",
+    "kato": "a 9-digit KATO code whose first two digits are a region or city of reference.regions",
+}
+
+
 def _columns(raw: dict) -> tuple[Column, ...]:
     return tuple(
         Column(name, str(spec["type"]).upper(), bool(spec.get("required", False)),
-               spec.get("description", ""), spec.get("source"))
+               spec.get("description", ""), spec.get("source"), spec.get("format"), spec.get("before"))
         for name, spec in raw.items())
 
 
@@ -140,6 +160,8 @@ def _table(feed: str, name: str, silver: str, raw: dict, problems: list[str]) ->
     table = Table(
         feed=feed, name=name, silver=silver, columns=_columns(raw.get("columns") or {}),
         primary_key=tuple(raw.get("primary_key") or []), event_time=raw.get("event_time"),
+        not_after_landing_day=tuple(raw["not_after_landing_day"] if "not_after_landing_day" in raw
+                                    else [raw["event_time"]] if raw.get("event_time") else []),
         pii=dict(raw.get("pii") or {}), member=raw.get("member"), required=bool(raw.get("required", True)),
         description=raw.get("description", ""), references=dict(raw.get("references") or {}))
     names = set(table.column_names)
@@ -150,11 +172,20 @@ def _table(feed: str, name: str, silver: str, raw: dict, problems: list[str]) ->
     if not table.columns:
         problems.append(f"{where}no columns")
     problems += [f"{where}column {c.name}: unknown type {c.type}" for c in table.columns if c.type not in DUCKDB_TYPES]
+    problems += [f"{where}column {c.name}: unknown format {c.format!r}: one of {sorted(FORMATS)}"
+                 for c in table.columns if c.format is not None and c.format not in FORMATS]
+    problems += [f"{where}column {c.name}: `before` needs a `column` of this table and `max_years`"
+                 for c in table.columns if c.before is not None
+                 and (c.before.get("column") not in names or not isinstance(c.before.get("max_years"), int))]
     problems += [f"{where}primary key column {k} is not a column" for k in table.primary_key if k not in names]
     problems += [f"{where}pii column {k} is not a column" for k in table.pii if k not in names]
     problems += [f"{where}pii column {k}: treatment must be one of {sorted(PII_TREATMENTS)}"
                  for k, t in table.pii.items() if t not in PII_TREATMENTS]
     problems += [f"{where}primary key column {k} is dropped as PII" for k in table.primary_key if table.pii.get(k) == "drop"]
+    problems += [f"{where}not_after_landing_day column {k} is not a column" for k in table.not_after_landing_day
+                 if k not in names]
+    problems += [f"{where}not_after_landing_day column {k} is not a DATE or a timestamp" for k in table.not_after_landing_day
+                 if k in names and table.column(k).type not in ("DATE", "TIMESTAMP", "TIMESTAMPTZ")]
     if table.event_time is not None and table.event_time not in names:
         problems.append(f"{where}event_time {table.event_time} is not a column")
     return table
@@ -175,7 +206,7 @@ def _parse(path: Path) -> Contract:
     else:
         if "event_time" not in raw:
             problems.append("event_time is missing")
-        top = {k: raw[k] for k in ("columns", "primary_key", "event_time", "pii") if k in raw}
+        top = {k: raw[k] for k in ("columns", "primary_key", "event_time", "not_after_landing_day", "pii") if k in raw}
         tables = (_table(feed, feed.split("/")[1], prefix, top, problems),)
     contract = Contract(feed=feed, title=raw["title"], format=raw["format"], tables=tables,
                         cadence=raw.get("cadence", "daily"), min_rows=int(raw.get("min_rows", 0)),

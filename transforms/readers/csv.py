@@ -119,7 +119,44 @@ def read_table(con: duckdb.DuckDBPyConnection, path: Path, table: Table, label: 
         )
     renames = {c.source: c.name for c in table.columns if c.source and c.source in header}
     _number_lines(con, path, scan, result, renames, member, header)
+    _quarantine_a_cut_last_record(con, path, encoding, result, member)
     return result, encoding
+
+
+def _ends_inside_a_record(path: Path) -> bool:
+    """Whether the file stops without a line break after its last record: a transfer that died."""
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        if handle.tell() == 0:
+            return False
+        handle.seek(-1, 2)
+        return handle.read(1) != b"\n"
+
+
+def _quarantine_a_cut_last_record(con: duckdb.DuckDBPyConnection, path: Path, encoding: str, result: TableRead,
+                                  member: str | None) -> None:
+    """An export that ends inside a record (no line break after it) was cut off: its last record
+    may look whole (a name cut between two letters) but cannot be trusted, so it goes to
+    quarantine with rule `truncated`, unless the parser already refused it."""
+    if not _ends_inside_a_record(path):
+        return
+    last_line = _count_newlines(path) + 1
+    (last_record,), = con.execute(f"select max(_source_line) from {result.relation}").fetchall()
+    (refused,), = con.execute(f"select count(*) from {result.rejected} where _source_line >= ?",
+                              [last_record or last_line]).fetchall()
+    if last_record is None or refused:
+        return
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - 65536))
+        tail = handle.read().rsplit(b"\n", 1)[-1].decode(encoding, errors="replace")
+    whole = f"{result.relation}__whole"  # the records as read (a cut file is rare: copied, not renamed)
+    con.execute(f"create or replace temp table {whole} as select * from {result.relation}")
+    con.execute(f"create or replace temp view {result.relation} as select * from {whole} "
+                f"where _source_line <> {int(last_record)}")
+    con.execute(f"insert into {result.rejected} values (?, ?, ?, ?)",
+                [int(last_record), member, tail,
+                 f"truncated: the file ends inside this record (no line break after line {last_line}): "
+                 f"the export was cut off"])
 
 
 @contextlib.contextmanager
@@ -259,8 +296,10 @@ def read_many(con: duckdb.DuckDBPyConnection, files: list[tuple[Path, str, str]]
         good = []
         for name, (label, day, result) in by_path.items():
             count = records.get(name, 0)
-            if name in rejected or _count_newlines(Path(name)) not in (count, count + 1):
-                continue  # rejected records or quoted newlines: exact lines come from reading it alone
+            if name in rejected or _count_newlines(Path(name)) != count + 1 or _ends_inside_a_record(Path(name)):
+                # rejected records, quoted newlines, or a file cut off inside its last record:
+                # exact lines and the cut come from reading it alone
+                continue
             good.append((name, label, day))
             taken[label] = (ReadResult(encoding="utf-8", tables={table.name: result}), count)
         if not good:
