@@ -227,6 +227,47 @@ def test_a_batch_the_gate_refuses_blocks_only_the_offending_file(warehouse, tmp_
     assert query(warehouse, "select count(distinct batch_id) from ops.load_ledger") == [(1,)]
 
 
+def test_a_blocked_resend_leaves_silver_exactly_as_it_was_and_the_next_day_loads(warehouse, tmp_path, monkeypatch):
+    """A day already published is sent again with a record a `block` expectation refuses: silver
+    keeps the day's earlier rows, byte for byte; the ledger row names the expectation and the
+    value GX observed; the next day loads as usual."""
+    import json
+    import shutil
+
+    from transforms import contract, settings
+
+    expectations = tmp_path / "expectations"
+    shutil.copytree(settings.EXPECTATIONS_DIR, expectations)
+    suite_path = expectations / "safety__road_accidents.json"
+    suite = json.loads(suite_path.read_text())
+    suite["expectations"].append({"type": "expect_column_values_to_be_between",
+                                  "kwargs": {"column": "killed", "max_value": 100},
+                                  "meta": {"severity": "block", "why": "a test: a day with such a record is suspect"}})
+    suite_path.write_text(json.dumps(suite))
+    monkeypatch.setattr(settings, "EXPECTATIONS_DIR", expectations)
+    contract.load_contract.cache_clear()
+    silver = "select * exclude (_batch_id) from silver.safety__road_accidents order by _source_file, _source_line"
+    try:
+        first = land(warehouse, "2025-03-01", "ra.csv", HEADER + "\n" + accident_rows(10, "2025-03-01"))
+        load_files(FEED, [first], run_id="day")
+        before = query(warehouse, silver)
+        first.write_text(HEADER + "\n" + accident_rows(12, "2025-03-01").replace(",injury,1,0,2,", ",fatal,0,150,2,", 1),
+                         encoding="utf-8")
+        with pytest.raises(LoadFailure, match="ra.csv: gate blocked"):
+            load_files(FEED, [first], run_id="resend")
+        assert query(warehouse, silver) == before
+        (status, reason), = query(warehouse, "select status, reason from ops.load_ledger where run_id = 'resend'")
+        assert status == "blocked" and "expect_column_values_to_be_between(killed) observed" in reason
+        (observed,), = query(warehouse, "select observed from ops.gate_results where not success and severity = 'block'")
+        assert "150" in observed
+        (row,) = load_files(FEED, [land(warehouse, "2025-03-02", "ra.csv", HEADER + "\n" + accident_rows(7, "2025-03-02"))],
+                            run_id="next")
+        assert (row.status, row.rows_published) == ("published", 7)
+        assert query(warehouse, "select count(*) from silver.safety__road_accidents") == [(17,)]
+    finally:
+        contract.load_contract.cache_clear()
+
+
 def test_a_file_larger_than_the_contract_allows_fails_before_it_is_read(warehouse, monkeypatch):
     from transforms.readers import archive
 
