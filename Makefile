@@ -30,7 +30,7 @@ AUDIT_DAYS ?= 5
 AUDIT_SCALE ?= 0.02
 AUDIT_DEFECTS ?= 0.2
 
-.PHONY: setup browser run test ingest backfill up sql docs bench gate-audit scorecard clean-warehouse
+.PHONY: setup browser run test ingest backfill up sql docs bench replay gate-audit scorecard clean-warehouse
 
 # --- set-up: a locked venv, the DuckDB extensions from their PyPI packages, the dbt manifest
 $(BIN)/uv:
@@ -95,6 +95,11 @@ scorecard: setup browser
 # Airflow against plain, and a day's incremental build against a full one
 bench: setup
 	$(BIN)/qala bench --rows $(ROWS) --sim-scale $(SIM_SCALE) --dbt-scale $(DBT_SCALE)
+
+# --- one batch checked again after its contract or suite was fixed: make replay FEED=safety/road_accidents BATCH=<batch_id>
+replay: setup
+	@test -n "$(FEED)" -a -n "$(BATCH)" || { echo "usage: make replay FEED=<domain>/<feed> BATCH=<batch_id>"; exit 2; }
+	$(BIN)/qala replay --feed $(FEED) --batch $(BATCH)
 
 # --- recall and precision of the row checks and gates against the simulator's planted defects
 gate-audit: setup

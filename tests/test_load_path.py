@@ -278,3 +278,53 @@ def test_a_file_larger_than_the_contract_allows_fails_before_it_is_read(warehous
         load_files(FEED, [big, small], run_id="r")
     assert query(warehouse, "select split_part(source_file, '/', 5), status, bytes > 1000 from ops.load_ledger order by 1") == [
         ("a_big.csv", "failed", True), ("b_small.csv", "published", False)]
+
+
+def test_replaying_a_batch_after_a_suite_fix_publishes_what_now_passes_exactly_once(warehouse, tmp_path, monkeypatch, capsys):
+    """Two accidents of a severity the suite did not know wait in quarantine; the suite learns
+    it; `qala replay` publishes them under a batch and ledger rows of its own; a second replay
+    publishes nothing twice; an unknown batch is refused, naming it."""
+    import json
+    import shutil
+
+    from transforms import cli, contract, gate, settings
+
+    path = land(warehouse, "2025-03-01", "ra.csv",
+                HEADER + "\n" + accident_rows(6).replace(",injury,", ",minor_injury,", 2))
+    (row,) = load_files(FEED, [path], run_id="day")
+    assert (row.rows_published, row.rows_quarantined) == (4, 2)
+    batch = row.batch_id
+    quarantined = "select _source_line, _rule from quarantine.safety__road_accidents order by 1"
+    assert query(warehouse, quarantined) == [(2, "expect_column_values_to_be_in_set(severity)"),
+                                             (3, "expect_column_values_to_be_in_set(severity)")]
+
+    expectations = tmp_path / "expectations"
+    shutil.copytree(settings.EXPECTATIONS_DIR, expectations)
+    suite_path = expectations / "safety__road_accidents.json"
+    suite = json.loads(suite_path.read_text())
+    next(e for e in suite["expectations"] if e["kwargs"].get("column") == "severity")["kwargs"]["value_set"].append("minor_injury")
+    suite_path.write_text(json.dumps(suite))
+    monkeypatch.setattr(settings, "EXPECTATIONS_DIR", expectations)
+    contract.load_contract.cache_clear()
+    gate._checkpoint.cache_clear()  # a new `qala replay` process starts without this process's GX objects
+    try:
+        assert cli.main(["replay", "--feed", FEED, "--batch", batch]) == 0
+        shown = capsys.readouterr().out
+        assert f"batch {batch}: published, 4 published + 2 quarantined" in shown and "6 published + 0 quarantined" in shown
+        silver = "select accident_id, severity, _source_line from silver.safety__road_accidents order by 3"
+        published = query(warehouse, silver)
+        assert len(published) == 6 and [s for _, s, _ in published].count("minor_injury") == 2
+        assert query(warehouse, quarantined) == []
+        replays = query(warehouse, "select run_id, batch_id, status, rows_published from ops.load_ledger "
+                                   "where run_id like 'replay__%'")
+        assert len(replays) == 1 and replays[0][0].startswith(f"replay__{batch}__") and replays[0][1] != batch
+        assert replays[0][2:] == ("published", 6)
+        # twice: its rows are published once
+        assert cli.main(["replay", "--feed", FEED, "--batch", batch]) == 0
+        assert query(warehouse, silver) == published
+        assert query(warehouse, "select count(*) from ops.load_ledger where run_id like 'replay__%'") == [(2,)]
+        assert cli.main(["replay", "--feed", FEED, "--batch", "no-such-batch"]) == 2
+        assert "no batch no-such-batch of safety/road_accidents" in capsys.readouterr().err
+    finally:
+        contract.load_contract.cache_clear()
+        gate._checkpoint.cache_clear()

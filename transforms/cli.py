@@ -250,6 +250,26 @@ def cmd_privacy_scan(args) -> int:
     return 1 if findings else 0
 
 
+def cmd_replay(args) -> int:
+    """Replay one batch; print each file's outcome before and after."""
+    from transforms.replay import replay
+
+    try:
+        before, after = replay(args.feed, args.batch, _root())
+    except (LookupError, FileNotFoundError) as error:
+        print(f"replay refused: {error}", file=sys.stderr)
+        return 2
+    now = {r.source_file: r for r in after}
+    for old in before:
+        new = now[old["source_file"]]
+        print(f"{old['source_file']}\n  batch {args.batch}: {old['status']}, {old['rows_published']:,} published"
+              f" + {old['rows_quarantined']:,} quarantined\n  replay {new.batch_id}: {new.status},"
+              f" {new.rows_published:,} published + {new.rows_quarantined:,} quarantined"
+              + (f"\n  {new.reason}" if new.reason else ""))
+    print(f"ledger: select * from ops.load_ledger where run_id = '{after[0].run_id}';")
+    return 0 if all(r.status == PUBLISHED for r in after) else 1
+
+
 def cmd_gate_audit(args) -> int:
     from transforms.gate_audit import main
 
@@ -307,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("scorecard", help="print marts.kpi_scorecard; write reports/scorecard.html and .pdf").set_defaults(func=cmd_scorecard)
     sub.add_parser("privacy-scan", help="look for raw IINs, phones and plates in every Parquet file of the lake"
                    ).set_defaults(func=cmd_privacy_scan)
+    p = sub.add_parser("replay", help="check a batch's files again (after a contract or suite fix) and publish what passes")
+    p.add_argument("--feed", required=True, help="<domain>/<feed>")
+    p.add_argument("--batch", required=True, help="a batch_id of ops.load_ledger")
+    p.set_defaults(func=cmd_replay)
     p = sub.add_parser("gate-audit", help="recall and precision of the row checks and gates against planted defects")
     p.add_argument("--days", type=int, default=5)
     p.add_argument("--scale", type=float, default=0.02)
