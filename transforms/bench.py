@@ -373,7 +373,7 @@ def ratio(r: dict) -> float | None:
 
 
 INGEST_HEADER = (f"  {'feed':31} {'scale':>6} {'files':>5} {'MB':>7} {'rows':>9} │ {'floor s':>7} {'RSS MB':>6} │ "
-                 f"{'Qala s':>7} {'rows/s':>8} {'RSS MB':>6} {'GX':>4} │ {'Qala/floor':>10}  outcome")
+                 f"{'Qala s':>7} {'rows/s':>8} {'RSS MB':>6} {'GX':>4} {'GX s/M':>6} │ {'Qala/floor':>10}  outcome")
 
 
 def format_ingest(r: dict) -> str:
@@ -384,11 +384,12 @@ def format_ingest(r: dict) -> str:
     rows = qala.get("rows_in", 0) + qala.get("rows_skipped", 0) if "error" not in qala else r["records"]
     floor_part = (f"{'—':>7} {'—':>6}" if "error" in floor else f"{floor['seconds']:>7.2f} {floor['peak_rss_mb']:>6.0f}")
     if "error" in qala:
-        qala_part, outcome = f"{'—':>7} {'—':>8} {'—':>6} {'—':>4}", qala["error"]
+        qala_part, outcome = f"{'—':>7} {'—':>8} {'—':>6} {'—':>4} {'—':>6}", qala["error"]
     else:
         per_s = qala["rows_in"] / qala["seconds"] if qala["seconds"] else 0
         gate = qala["stages"]["GX gate"] / qala["seconds"] if qala["seconds"] else 0
-        qala_part = f"{qala['seconds']:>7.2f} {per_s:>8,.0f} {qala['peak_rss_mb']:>6.0f} {gate:>4.0%}"
+        per_million = qala["stages"]["GX gate"] / qala["rows_in"] * 1e6 if qala["rows_in"] else 0
+        qala_part = f"{qala['seconds']:>7.2f} {per_s:>8,.0f} {qala['peak_rss_mb']:>6.0f} {gate:>4.0%} {per_million:>6.1f}"
         outcome = ", ".join(f"{n} {s}" for s, n in sorted(qala["status"].items()))
         if qala.get("rows_skipped"):
             outcome += f"; {qala['rows_skipped']:,} skipped"
@@ -410,11 +411,21 @@ def format_stages(r: dict) -> str:
     stages = qala["stages"]
     other = max(0.0, qala["seconds"] - sum(stages.values()))
     shares = " ".join(f"{v / qala['seconds']:>7.0%}" for v in [*stages.values(), other])
-    return f"  {r['feed']:31} {shares} {qala['gx_import_seconds']:>10.1f}"
+    return f"  {r['feed']:31} {shares} {qala['gx_import_seconds']:>10.1f} {gate_to_work(stages):>9.2f}"
+
+
+def gate_to_work(stages: dict[str, float]) -> float:
+    """The gate's cost (GX validation, the pandas frame it needs, its Data Docs) against the work it
+    guards (reading and parsing, the row checks, publishing): the goal is at most 1."""
+    work = stages.get("read", 0) + stages.get("checks", 0) + stages.get("publish", 0)
+    gate = stages.get("GX gate", 0) + stages.get("pandas", 0) + stages.get("docs", 0)
+    return gate / work if work else float("nan")
 
 
 LEGEND = """  rows: records Qala's readers took in (plus records of kinds the contract skips); Qala s: load_files,
-  importing GX excluded; rows/s: rows in per Qala s; GX: the GX gate's share of Qala s; RSS MB: peak
+  importing GX excluded; rows/s: rows in per Qala s; GX: the GX gate's share of Qala s; GX s/M: GX
+  validation seconds per million rows in; gate/work (below): GX + its pandas frame + Data Docs against
+  read + row checks + publish, the goal being at most 1; RSS MB: peak
   memory of each side's own process. The floor per format: csv read_csv (typed or as text, the
   faster); jsonl, FHIR NDJSON read_json (newline_delimited); Open311 read_json (array); zips: zipfile
   extraction + read_csv per member."""
@@ -424,7 +435,7 @@ def print_ingest(results: list[dict]) -> None:
     print(LEGEND)
     print("\n  where Qala's time goes (share of its ingest time per stage; GX import s paid before it)")
     names = [*STAGE_NAMES, "other"]
-    print(f"  {'feed':31} " + " ".join(f"{n:>7}" for n in names) + f" {'GX import':>10}")
+    print(f"  {'feed':31} " + " ".join(f"{n:>7}" for n in names) + f" {'GX import':>10} {'gate/work':>9}")
     for r in results:
         print(format_stages(r))
     print_summary(results)
