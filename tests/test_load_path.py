@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -192,32 +195,43 @@ def test_a_reader_through_attach_sql_sees_only_whole_batches_while_a_load_runs(w
     assert set(seen) <= whole_batches and len(seen) >= 2
 
 
-def test_a_batch_the_gate_refuses_blocks_only_the_offending_file(warehouse, tmp_path, monkeypatch):
-    """A `block` expectation that fails for one day of a three-day batch: the batch is re-gated
-    file by file; that day's records wait in quarantine, the other days publish."""
-    import json
-    import shutil
-
-    from transforms import contract, settings
+@contextlib.contextmanager
+def road_accident_suite(tmp_path: Path, monkeypatch, edit):
+    """The road-accident suite as `edit(suite)` leaves it, in a copy of expectations/ that this
+    process reads until the block ends (a contract or suite fixed by an engineer)."""
+    from transforms import contract, gate, settings
 
     expectations = tmp_path / "expectations"
     shutil.copytree(settings.EXPECTATIONS_DIR, expectations)
     suite_path = expectations / "safety__road_accidents.json"
     suite = json.loads(suite_path.read_text())
-    suite["expectations"].append({"type": "expect_column_values_to_be_between",
-                                  "kwargs": {"column": "killed", "max_value": 100},
-                                  "meta": {"severity": "block", "why": "a test: a day with such a record is suspect"}})
+    edit(suite)
     suite_path.write_text(json.dumps(suite))
     monkeypatch.setattr(settings, "EXPECTATIONS_DIR", expectations)
     contract.load_contract.cache_clear()
+    gate._checkpoint.cache_clear()  # a new process starts without this one's GX objects
     try:
+        yield
+    finally:
+        contract.load_contract.cache_clear()
+        gate._checkpoint.cache_clear()
+
+
+def block_killed_over_100(suite: dict) -> None:
+    suite["expectations"].append({"type": "expect_column_values_to_be_between",
+                                  "kwargs": {"column": "killed", "max_value": 100},
+                                  "meta": {"severity": "block", "why": "a test: a day with such a record is suspect"}})
+
+
+def test_a_batch_the_gate_refuses_blocks_only_the_offending_file(warehouse, tmp_path, monkeypatch):
+    """A `block` expectation that fails for one day of a three-day batch: the batch is re-gated
+    file by file; that day's records wait in quarantine, the other days publish."""
+    with road_accident_suite(tmp_path, monkeypatch, block_killed_over_100):
         paths = [land(warehouse, f"2025-03-0{d}", "ra.csv", HEADER + "\n" + accident_rows(10, f"2025-03-0{d}", prefix=f"D{d}"))
                  for d in (1, 2, 3)]
         paths[1].write_text(paths[1].read_text(encoding="utf-8").replace(",injury,1,0,2,", ",fatal,0,150,2,", 1), encoding="utf-8")
         with pytest.raises(LoadFailure, match="ra.csv: gate blocked safety__road_accidents: expect_column_values_to_be_between"):
             load_files(FEED, paths, run_id="r")
-    finally:
-        contract.load_contract.cache_clear()
     ledger = query(warehouse, "select _day, status, rows_in, rows_published, rows_quarantined from "
                               "(select split_part(source_file, '/', 4) as _day, * from ops.load_ledger) order by 1")
     assert ledger == [("2025-03-01", "published", 10, 10, 0), ("2025-03-02", "blocked", 10, 0, 10),
@@ -231,23 +245,8 @@ def test_a_blocked_resend_leaves_silver_exactly_as_it_was_and_the_next_day_loads
     """A day already published is sent again with a record a `block` expectation refuses: silver
     keeps the day's earlier rows, byte for byte; the ledger row names the expectation and the
     value GX observed; the next day loads as usual."""
-    import json
-    import shutil
-
-    from transforms import contract, settings
-
-    expectations = tmp_path / "expectations"
-    shutil.copytree(settings.EXPECTATIONS_DIR, expectations)
-    suite_path = expectations / "safety__road_accidents.json"
-    suite = json.loads(suite_path.read_text())
-    suite["expectations"].append({"type": "expect_column_values_to_be_between",
-                                  "kwargs": {"column": "killed", "max_value": 100},
-                                  "meta": {"severity": "block", "why": "a test: a day with such a record is suspect"}})
-    suite_path.write_text(json.dumps(suite))
-    monkeypatch.setattr(settings, "EXPECTATIONS_DIR", expectations)
-    contract.load_contract.cache_clear()
     silver = "select * exclude (_batch_id) from silver.safety__road_accidents order by _source_file, _source_line"
-    try:
+    with road_accident_suite(tmp_path, monkeypatch, block_killed_over_100):
         first = land(warehouse, "2025-03-01", "ra.csv", HEADER + "\n" + accident_rows(10, "2025-03-01"))
         load_files(FEED, [first], run_id="day")
         before = query(warehouse, silver)
@@ -264,8 +263,6 @@ def test_a_blocked_resend_leaves_silver_exactly_as_it_was_and_the_next_day_loads
                             run_id="next")
         assert (row.status, row.rows_published) == ("published", 7)
         assert query(warehouse, "select count(*) from silver.safety__road_accidents") == [(17,)]
-    finally:
-        contract.load_contract.cache_clear()
 
 
 def test_a_file_larger_than_the_contract_allows_fails_before_it_is_read(warehouse, monkeypatch):
@@ -284,10 +281,7 @@ def test_replaying_a_batch_after_a_suite_fix_publishes_what_now_passes_exactly_o
     """Two accidents of a severity the suite did not know wait in quarantine; the suite learns
     it; `qala replay` publishes them under a batch and ledger rows of its own; a second replay
     publishes nothing twice; an unknown batch is refused, naming it."""
-    import json
-    import shutil
-
-    from transforms import cli, contract, gate, settings
+    from transforms import cli
 
     path = land(warehouse, "2025-03-01", "ra.csv",
                 HEADER + "\n" + accident_rows(6).replace(",injury,", ",minor_injury,", 2))
@@ -298,16 +292,10 @@ def test_replaying_a_batch_after_a_suite_fix_publishes_what_now_passes_exactly_o
     assert query(warehouse, quarantined) == [(2, "expect_column_values_to_be_in_set(severity)"),
                                              (3, "expect_column_values_to_be_in_set(severity)")]
 
-    expectations = tmp_path / "expectations"
-    shutil.copytree(settings.EXPECTATIONS_DIR, expectations)
-    suite_path = expectations / "safety__road_accidents.json"
-    suite = json.loads(suite_path.read_text())
-    next(e for e in suite["expectations"] if e["kwargs"].get("column") == "severity")["kwargs"]["value_set"].append("minor_injury")
-    suite_path.write_text(json.dumps(suite))
-    monkeypatch.setattr(settings, "EXPECTATIONS_DIR", expectations)
-    contract.load_contract.cache_clear()
-    gate._checkpoint.cache_clear()  # a new `qala replay` process starts without this process's GX objects
-    try:
+    def learn_minor_injury(suite: dict) -> None:
+        next(e for e in suite["expectations"] if e["kwargs"].get("column") == "severity")["kwargs"]["value_set"].append("minor_injury")
+
+    with road_accident_suite(tmp_path, monkeypatch, learn_minor_injury):
         assert cli.main(["replay", "--feed", FEED, "--batch", batch]) == 0
         shown = capsys.readouterr().out
         assert f"batch {batch}: published, 4 published + 2 quarantined" in shown and "6 published + 0 quarantined" in shown
@@ -325,6 +313,3 @@ def test_replaying_a_batch_after_a_suite_fix_publishes_what_now_passes_exactly_o
         assert query(warehouse, "select count(*) from ops.load_ledger where run_id like 'replay__%'") == [(2,)]
         assert cli.main(["replay", "--feed", FEED, "--batch", "no-such-batch"]) == 2
         assert "no batch no-such-batch of safety/road_accidents" in capsys.readouterr().err
-    finally:
-        contract.load_contract.cache_clear()
-        gate._checkpoint.cache_clear()
