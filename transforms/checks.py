@@ -1,9 +1,9 @@
 """Row checks: split a read batch into records to publish and records to quarantine.
 
 The rules come from where they are declared, once: column types, required columns, identifier
-formats (IIN, BIN, KATO: checked here, before pseudonymisation), event times not after the
-landing day, and the primary key from the feed's contract; value rules from the expectations of its GX suite
-whose `meta.severity` is `row`. They are evaluated here as one vectorised DuckDB query, so a
+formats (IIN, BIN, KATO: checked here, before pseudonymisation), times not after the landing
+day, and the primary key from the feed's contract; value rules from the expectations of its GX
+suite whose `meta.severity` is `row`. They are evaluated here as one vectorised DuckDB query, so a
 bad record is quarantined with its line and rule; the GX gate then checks the same suite on
 what is left.
 """

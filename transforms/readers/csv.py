@@ -140,12 +140,14 @@ def _quarantine_a_cut_last_record(con: duckdb.DuckDBPyConnection, path: Path, en
     quarantine with rule `truncated`, unless the parser already refused it."""
     if not _ends_inside_a_record(path):
         return
-    last_line = _count_newlines(path) + 1
     (last_record,), = con.execute(f"select max(_source_line) from {result.relation}").fetchall()
-    (refused,), = con.execute(f"select count(*) from {result.rejected} where _source_line >= ?",
-                              [last_record or last_line]).fetchall()
-    if last_record is None or refused:
+    if last_record is None:
         return
+    (refused,), = con.execute(f"select count(*) from {result.rejected} where _source_line >= ?",
+                              [last_record]).fetchall()
+    if refused:
+        return
+    last_line = _count_newlines(path) + 1
     with path.open("rb") as handle:
         handle.seek(max(0, path.stat().st_size - 65536))
         tail = handle.read().rsplit(b"\n", 1)[-1].decode(encoding, errors="replace")
