@@ -185,11 +185,15 @@ def test_a_reader_through_attach_sql_sees_only_whole_batches_while_a_load_runs(w
              for d, n in enumerate(sizes)]
     script = tmp_path / "reader.py"
     script.write_text(READER)
+    attach_sql = (warehouse / "attach.sql").stat()
     reader = subprocess.Popen([sys.executable, str(script), str(warehouse / "attach.sql"), "25"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     load_files(FEED, paths, run_id="r")
     out, err = reader.communicate(timeout=120)
     assert reader.returncode == 0, err  # no lock error, no failure of any kind
+    # the load did not rewrite the file the shells read (a shell once read it half-written)
+    now = (warehouse / "attach.sql").stat()
+    assert (now.st_ino, now.st_mtime_ns) == (attach_sql.st_ino, attach_sql.st_mtime_ns)
     seen = eval(out)  # noqa: S307 - our own script's printed list
     whole_batches = {sum(sizes[:k]) for k in range(len(sizes) + 1)}
     assert set(seen) <= whole_batches and len(seen) >= 2

@@ -174,15 +174,16 @@ def _ensure_feed_tables(con: duckdb.DuckDBPyConnection) -> None:
 def write_attach_sql(root: Path) -> Path:
     """The statements an analyst runs in any DuckDB session to read the lake."""
     path = root / "attach.sql"
-    path.write_text(
-        "-- Qala lake, read-only. In the DuckDB shell: .read attach.sql\n"
-        "-- then e.g.  select * from marts.kpi_scorecard;\n"
-        "LOAD ducklake;\n"
-        "LOAD sqlite_scanner;\n"
-        f"{attach_statement(root, read_only=True)};\n"
-        f"USE {settings.LAKE_ALIAS};\n",
-        encoding="utf-8",
-    )
+    text = ("-- Qala lake, read-only. In the DuckDB shell: .read attach.sql\n"
+            "-- then e.g.  select * from marts.kpi_scorecard;\n"
+            "LOAD ducklake;\n"
+            "LOAD sqlite_scanner;\n"
+            f"{attach_statement(root, read_only=True)};\n"
+            f"USE {settings.LAKE_ALIAS};\n")
+    # Every load's ensure_lake comes here while analysts' shells read the file: rewriting it in
+    # place let a shell read it empty (no ATTACH: "schema silver does not exist"), seen in CI.
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        settings.write_atomic(path, text)
     return path
 
 
@@ -230,8 +231,4 @@ def keep_dbt_results(project_dir: str, **_context) -> None:
     project copy it was written in is gone once the task ends."""
     source = Path(project_dir) / "target" / "run_results.json"
     if source.exists():
-        target = dbt_results_path()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
-        partial.write_bytes(source.read_bytes())
-        partial.replace(target)
+        settings.write_atomic(dbt_results_path(), source.read_bytes())

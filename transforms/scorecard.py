@@ -354,10 +354,7 @@ def write(root: Path | None = None, out: Path | None = None) -> tuple[Path, Path
         con.close()
     out = out or settings.reports_dir(root)
     out.mkdir(parents=True, exist_ok=True)
-    page = out / "scorecard.html"
-    partial = out / "scorecard.html.partial"
-    partial.write_text(render(data, datetime.now().astimezone()), encoding="utf-8")
-    partial.replace(page)
+    page = settings.write_atomic(out / "scorecard.html", render(data, datetime.now().astimezone()))
     chromium = find_chromium()
     if chromium is None:
         print(f"scorecard: {page}; no PDF: Chromium is not installed (Debian: apt-get install chromium, "

@@ -44,3 +44,15 @@ def state_dir(root: Path | None = None) -> Path:
 def simulator_dir(root: Path | None = None) -> Path:
     """Ground truth of the simulated world: outside landing/, never ingested."""
     return (root or warehouse_root()) / "simulator"
+
+
+def write_atomic(path: Path, data: bytes | str) -> Path:
+    """Write beside and rename into place, so a reader (a DuckDB shell reading attach.sql, a
+    watcher picking up an export, a browser on the scorecard) sees the old file or the new one,
+    never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    partial.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(partial, path)
+    return path

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.settings import landing_dir, simulator_dir
+from transforms.settings import landing_dir, simulator_dir, write_atomic  # noqa: F401 (simulators import it here)
 from transforms.simulate.people import break_check_digit
 from transforms.simulate.world import rng_for
 
@@ -230,16 +230,6 @@ def by_region(frame: pl.DataFrame, regions: int) -> list[pl.DataFrame]:
 
 
 # --- writers ---------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write via a .part file and rename, so a watcher never picks up half an export."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-    return path
 
 
 def csv_bytes(frame: pl.DataFrame, encoding: str = "utf-8", float_precision: int | None = None) -> bytes:
