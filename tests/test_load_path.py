@@ -269,6 +269,26 @@ def test_a_blocked_resend_leaves_silver_exactly_as_it_was_and_the_next_day_loads
         assert query(warehouse, "select count(*) from silver.safety__road_accidents") == [(17,)]
 
 
+def test_a_column_that_changed_type_blocks_its_file_and_the_other_days_publish(warehouse):
+    """Schema drift: the register starts sending `injured` as words. Every value of the column
+    fails its type, so the file is blocked as drift (a typo in one record stays a row defect);
+    the day before and the day after publish in the same batch."""
+    days = ("2025-03-01", "2025-03-02", "2025-03-03")
+    paths = [land(warehouse, day, "ra.csv", HEADER + "\n" + accident_rows(6, day, prefix=day)) for day in days]
+    paths[1].write_text(paths[1].read_text(encoding="utf-8").replace(",injury,1,0,2,", ",injury,one,0,2,"), encoding="utf-8")
+    typo = paths[2].read_text(encoding="utf-8").replace(",injury,1,0,2,", ",injury,one,0,2,", 1)
+    paths[2].write_text(typo, encoding="utf-8")
+    with pytest.raises(LoadFailure, match=r"2025-03-02/ra.csv: schema drift in safety__road_accidents: changed type: "
+                                          r"injured must be INTEGER, but none of its 6 values is, e\.g\. 'one'"):
+        load_files(FEED, paths, run_id="r")
+    ledger = query(warehouse, "select split_part(source_file, '/', 4), status, rows_published, rows_quarantined "
+                              "from ops.load_ledger order by 1")
+    assert ledger == [("2025-03-01", "published", 6, 0), ("2025-03-02", "blocked", 0, 6),
+                      ("2025-03-03", "published", 5, 1)]
+    assert query(warehouse, "select split_part(_source_file, '/', 4), _rule, count(*) from quarantine.safety__road_accidents "
+                            "group by all order by all") == [("2025-03-02", "type", 6), ("2025-03-03", "type", 1)]
+
+
 def test_a_file_larger_than_the_contract_allows_fails_before_it_is_read(warehouse, monkeypatch):
     from transforms.readers import archive
 

@@ -128,13 +128,14 @@ def rule_label(expectation: dict) -> str:
 
 
 def split(con: duckdb.DuckDBPyConnection, table: Table, relation: str, rejected: str | None, suite: dict,
-          key: bytes, references: dict[str, str] | None = None) -> tuple[str, str]:
+          key: bytes, references: dict[str, str] | None = None) -> tuple[str, str, dict[str, str]]:
     """Check the records of `relation` (every contract column as text, plus `_source_file`,
     `_source_line`, `_source_member`, `_landing_date`; records of several landed files) and
     create two temp tables: `clean__<table>` (typed, pseudonymised: what silver gets) and
     `quarantined__<table>` (records that broke a rule, with `_rule` and `_reason`, their fields as
     text, personal identifiers already treated). `references` maps a column to the relation and
-    column its value must be found in, within the same landed file. Returns their names."""
+    column its value must be found in, within the same landed file. Returns their names, and the
+    files in which a column changed type ({source file: reason}, `changed_types`)."""
     typed, texts = [], []
     violations: list[tuple[str, str]] = []  # (condition that breaks the rule, reason)
     for column in table.columns:
@@ -216,8 +217,40 @@ def split(con: duckdb.DuckDBPyConnection, table: Table, relation: str, rejected:
         {unsplit}
         """
     )
+    changed = changed_types(con, table, checked)
     con.execute(f"drop table {checked}")
-    return clean, quarantined
+    return clean, quarantined, changed
+
+
+# A typed column of a file whose every non-empty value fails its type, at least this many of
+# them, was changed by the sender (a number sent as words, a date in another format): the file
+# is blocked as schema drift rather than quarantined record by record. Fewer is a row defect.
+CHANGED_TYPE_MIN_VALUES = 3
+
+
+def changed_types(con: duckdb.DuckDBPyConnection, table: Table, checked: str) -> dict[str, str]:
+    """The files of `checked` in which a contract column changed type: {source file: reason}."""
+    typed = [c for c in table.columns if c.type != "VARCHAR"]
+    if not typed:
+        return {}
+    counts = ", ".join(
+        f"count({ident(c.name + '$text')}) as {ident(c.name + '$sent')}, "
+        f"count({ident(c.name)}) as {ident(c.name + '$typed')}, "
+        f"any_value({ident(c.name + '$text')}) filter (where {ident(c.name)} is null) as {ident(c.name + '$example')}"
+        for c in typed)
+    changed: dict[str, str] = {}
+    for row in con.execute(f"select _source_file, {counts} from {checked} group by 1 order by 1").fetchall():
+        source_file, values = row[0], row[1:]
+        broken = []
+        for i, column in enumerate(typed):
+            sent, cast, example = values[3 * i: 3 * i + 3]
+            if sent >= CHANGED_TYPE_MIN_VALUES and cast == 0:
+                shown = "" if column.name in table.pii else f", e.g. {example!r}"
+                broken.append(f"{column.name} must be {column.type}, but none of its {sent} values is{shown}")
+        if broken:
+            changed[source_file] = (f"{source_file}: schema drift in {table.silver}: changed type: "
+                                    + "; ".join(broken))
+    return changed
 
 
 def _quarantine_broken_references(con: duckdb.DuckDBPyConnection, table: Table, checked: str, column: str,

@@ -137,6 +137,7 @@ class Batch:
         self.notes: dict[str, list[str]] = {}
         self.key = hmac_key(root)
         self.pending: dict[tuple[str, str], list] = {}  # Arrow records per (table, select)
+        self.drifted: set[str] = set()  # files blocked because a column changed type
 
     def label(self, path: Path) -> str:
         resolved = path.resolve()
@@ -302,7 +303,11 @@ class Batch:
                 for column, target in table.references.items():
                     other, _, other_column = target.partition(".")
                     references[column] = (f"acc__{other}", other_column)
-                checks.split(con, table, f"acc__{table.name}", f"rej__{table.name}", suites[table.name], self.key, references)
+                _, _, changed = checks.split(con, table, f"acc__{table.name}", f"rej__{table.name}",
+                                             suites[table.name], self.key, references)
+                for source_file, reason in changed.items():  # the drift policy: a changed type blocks
+                    blocked.setdefault(source_file, reason)
+                    self.drifted.add(source_file)
                 present, = con.execute(f"select count(*) from clean__{table.name}").fetchone()
                 if not present and not con.execute(f"select count(*) from acc__{table.name}").fetchone()[0]:
                     continue  # no file of the batch holds this table
@@ -312,7 +317,8 @@ class Batch:
                 if outcome.data_docs:
                     pages.append(outcome.data_docs)
                 if not outcome.passed:
-                    blocked.update(self._blame(table, outcome, outcomes))
+                    for source_file, reason in self._blame(table, outcome, outcomes).items():
+                        blocked.setdefault(source_file, reason)
             self._count(blocked)
         snapshot = self._publish(blocked)
         for row in self.rows.values():
@@ -399,10 +405,11 @@ class Batch:
         A blocked file's records all go to quarantine; silver keeps what it had of that file."""
         con, contract = self.con, self.contract
         files = [r.source_file for r in self.rows.values() if r.status != FAILED]
-        con.execute("create or replace temp table batch_files (_source_file varchar, blocked boolean, reason varchar)")
+        con.execute("create or replace temp table batch_files (_source_file varchar, blocked boolean, reason varchar, "
+                    "rule varchar)")
         # One statement (executemany is one per row: 1.5 s for a month of GTFS-Realtime files).
-        insert_rows(con, "batch_files", ["_source_file", "blocked", "reason"],
-                    [(f, f in blocked, blocked.get(f)) for f in files])
+        insert_rows(con, "batch_files", ["_source_file", "blocked", "reason", "rule"],
+                    [(f, f in blocked, blocked.get(f), "schema" if f in self.drifted else "gate") for f in files])
         batch = checks.literal(self.batch_id)
 
         def statements() -> None:
@@ -418,7 +425,7 @@ class Batch:
                     select {batch} as _batch_id, * from quarantined__{table.name}
                     union all by name
                     select {batch} as _batch_id, c._source_file, c._landing_date, c._source_line, c._source_member,
-                           'gate' as _rule, b.reason as _reason, {text}
+                           b.rule as _rule, b.reason as _reason, {text}
                     from clean__{table.name} c join batch_files b using (_source_file) where b.blocked""")
             con.execute(f"call {settings.LAKE_ALIAS}.set_commit_message('qala', ?, extra_info => ?)",
                         [f"publish {self.batch_id}", json.dumps({"batch_id": self.batch_id, "files": len(files)})])
