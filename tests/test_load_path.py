@@ -289,6 +289,48 @@ def test_a_column_that_changed_type_blocks_its_file_and_the_other_days_publish(w
                             "group by all order by all") == [("2025-03-02", "type", 6), ("2025-03-03", "type", 1)]
 
 
+def test_history_checks_warn_on_a_day_out_of_its_feeds_band_and_the_day_publishes(warehouse):
+    """Sixteen ordinary days, then a day cut to a few records, a day whose accidents injure five
+    times as many, and a day whose newest accident is four days old: each publishes, and its
+    own ledger row (only its own) says which history check warned, with the day's value and the
+    band of the trailing days. The same files loaded again in one batch warn on the same days."""
+    def day(d: int) -> str:
+        return f"2025-03-{d:02d}"
+
+    paths = [land(warehouse, day(d), "ra.csv", HEADER + "\n" + accident_rows(20 + d % 3, day(d), prefix=day(d)))
+             for d in range(1, 17)]
+    paths.append(land(warehouse, day(17), "ra.csv", HEADER + "\n" + accident_rows(3, day(17), prefix=day(17))))
+    paths.append(land(warehouse, day(18), "ra.csv", HEADER + "\n" + accident_rows(20, day(18), prefix=day(18)).replace(
+        ",injury,1,0,2,", ",injury,5,0,2,")))
+    paths.append(land(warehouse, day(19), "ra.csv", HEADER + "\n" + accident_rows(20, day(15), prefix=day(19))))
+    load_files(FEED, paths[:16], run_id="history")
+    load_files(FEED, paths[16:], run_id="then")
+
+    def warnings(run_id: str) -> dict[str, str]:
+        return dict(query(warehouse, "select logical_date::varchar, reason from ops.load_ledger "
+                                     "where run_id = ? and status = 'published' and reason is not null", [run_id]))
+
+    assert query(warehouse, "select count(*) from ops.load_ledger where status = 'published'") == [(19,)]
+    assert warnings("history") == {}
+    warned = warnings("then")
+    assert set(warned) == {day(17), day(18), day(19)}
+    assert warned[day(17)] == ("warn: safety__road_accidents: history_volume() observed 2025-03-17: 3 records; "
+                               "band 6.58..44 from 16 loaded day(s) 2025-03-01..2025-03-16 (20..22)")
+    assert warned[day(18)].startswith("warn: safety__road_accidents: history_measure() observed 2025-03-18: "
+                                      "people injured per accident 5; band 0.5..2 ")
+    assert warned[day(19)] == ("warn: safety__road_accidents: history_freshness(occurred_at) observed 2025-03-19: "
+                               "newest occurred_at 2025-03-15 08:19, 111.7 h before the end of the landing day (at most 48 h)")
+    # no band before enough history: the first day's volume check passed and says why
+    (first,), = query(warehouse, "select observed from ops.gate_results g join ops.load_ledger l using (batch_id) "
+                                 "where l.run_id = 'history' and g.expectation = 'history_volume' "
+                                 "and g.observed like '2025-03-01:%' group by 1")
+    assert first == "2025-03-01: 21 records; no band yet: 0 loaded day(s) before it, a band needs 14"
+    # the same days in one batch: the same warnings, each on its own day
+    load_files(FEED, paths, run_id="again")
+    assert warnings("again") == warned
+    assert query(warehouse, "select count(*), count(distinct source_file) from ops.file_profiles") == [(19, 19)]
+
+
 def test_a_file_larger_than_the_contract_allows_fails_before_it_is_read(warehouse, monkeypatch):
     from transforms.readers import archive
 

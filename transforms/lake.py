@@ -123,6 +123,17 @@ create table if not exists ops.load_ledger (
     started_at timestamptz not null,
     finished_at timestamptz not null
 );
+create table if not exists ops.file_profiles (
+    feed varchar not null,
+    table_name varchar not null,
+    source_file varchar not null,
+    landing_date date not null,
+    batch_id varchar not null,
+    rows_in bigint not null,
+    measure_numerator double,
+    measure_denominator double,
+    newest_event timestamptz
+);
 create table if not exists ops.gate_results (
     batch_id varchar not null,
     feed varchar not null,

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import duckdb
 
-from transforms import checks, gate, lake, settings
+from transforms import checks, gate, history, lake, settings
 from transforms.contract import Contract, Table, load_contract
 from transforms.errors import BadInput
 from transforms.ledger import BLOCKED, FAILED, PUBLISHED, LedgerRow, insert_rows, record
@@ -308,6 +308,7 @@ class Batch:
                 for source_file, reason in changed.items():  # the drift policy: a changed type blocks
                     blocked.setdefault(source_file, reason)
                     self.drifted.add(source_file)
+                history.profile(con, table, suites[table.name], f"clean__{table.name}", f"quarantined__{table.name}")
                 present, = con.execute(f"select count(*) from clean__{table.name}").fetchone()
                 if not present and not con.execute(f"select count(*) from acc__{table.name}").fetchone()[0]:
                     continue  # no file of the batch holds this table
@@ -320,6 +321,11 @@ class Batch:
                     for source_file, reason in self._blame(table, outcome, outcomes).items():
                         blocked.setdefault(source_file, reason)
             self._count(blocked)
+            for table in contract.tables:  # the days that publish, against the feed's own past
+                if blocked:
+                    con.execute(f"delete from profiles__{table.name} where source_file in "
+                                f"({', '.join(checks.literal(f) for f in blocked)})")
+                results += history.check(con, table, suites[table.name], f"profiles__{table.name}")
         snapshot = self._publish(blocked)
         for row in self.rows.values():
             if row.status == FAILED:
@@ -331,7 +337,7 @@ class Batch:
                 row.rows_published, row.rows_quarantined = 0, row.rows_in
             else:
                 row.status = PUBLISHED
-                row.reason = "; ".join(self.notes.get(row.source_file, []) + self._warnings(results)) or None
+                row.reason = "; ".join(self.notes.get(row.source_file, []) + self._warnings(results, row.logical_date)) or None
         return results
 
     def _frame(self, table: Table, source_file: str | None):
@@ -369,8 +375,10 @@ class Batch:
         return f"{source_file}: gate blocked {table.silver}: {summary}" + (f" (Data Docs: {docs})" if docs else "")
 
     @staticmethod
-    def _warnings(results: list[dict]) -> list[str]:
-        warned = [r for r in results if not r["success"] and r["severity"] == gate.WARN]
+    def _warnings(results: list[dict], day: date) -> list[str]:
+        """The batch's failed warn expectations, and its history checks of this landing day."""
+        warned = [r for r in results if not r["success"] and r["severity"] == gate.WARN
+                  and r.get("landing_date", day) == day]
         return [f"warn: {r['table']}: {r['expectation']}({r['column'] or ''}) observed {r['observed']}" for r in warned]
 
     def _count(self, blocked: dict[str, str]) -> None:
@@ -427,6 +435,11 @@ class Batch:
                     select {batch} as _batch_id, c._source_file, c._landing_date, c._source_line, c._source_member,
                            b.rule as _rule, b.reason as _reason, {text}
                     from clean__{table.name} c join batch_files b using (_source_file) where b.blocked""")
+            con.execute("delete from ops.file_profiles where feed = ? and source_file in "
+                        "(select _source_file from batch_files where not blocked)", [contract.feed])
+            for table in contract.tables:
+                con.execute(f"insert into ops.file_profiles by name select ? as feed, ? as table_name, "
+                            f"{batch} as batch_id, * from profiles__{table.name}", [contract.feed, table.name])
             con.execute(f"call {settings.LAKE_ALIAS}.set_commit_message('qala', ?, extra_info => ?)",
                         [f"publish {self.batch_id}", json.dumps({"batch_id": self.batch_id, "files": len(files)})])
 
