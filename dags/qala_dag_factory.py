@@ -74,6 +74,11 @@ class QalaAlert(BaseNotifier):
 
 
 ALERTS = {"on_failure_callback": [QalaAlert()]}
+# An ingest task whose process lost the API server (SQLite-backed Airflow under a history run's
+# start: a minute without answers was seen, and two find_landed_files tasks died of it) runs
+# again; `check` fails with AirflowFailException, which is never retried, and the alert fires
+# only when the last try failed.
+INGEST_DEFAULTS = {**ALERTS, "retries": 2, "retry_delay": timedelta(seconds=15)}
 
 PSEUDONYMISATION_CONNECTION = "qala_pseudonymisation"
 
@@ -168,7 +173,7 @@ def ingest_dag(domain: str):
         start_date=START,
         catchup=False,
         max_active_runs=1,
-        default_args=ALERTS,
+        default_args=INGEST_DEFAULTS,
         tags=["ingest", domain],
         params={
             "landing_from": Param(None, type=["null", "string"], format="date",
