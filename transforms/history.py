@@ -114,16 +114,20 @@ def check(con: duckdb.DuckDBPyConnection, table: Table, suite: dict, profiles: s
         f"from {profiles} group by 1 order by 1").fetchall()}
     if not today:
         return []
-    past = {day: (rows, num, den) for day, rows, num, den in con.execute(
-        f"""select landing_date, sum(rows_in), sum(measure_numerator), sum(measure_denominator)
+    # Earlier loads' files (of earlier days, or of these days when a day came in several batches).
+    past = {day: values for day, *values in con.execute(
+        f"""select landing_date, sum(rows_in), sum(measure_numerator), sum(measure_denominator), max(newest_event)
             from {settings.LAKE_ALIAS}.ops.file_profiles
-            where feed = ? and table_name = ? and landing_date < ?
+            where feed = ? and table_name = ? and landing_date <= ?
               and source_file not in (select source_file from {profiles})
             group by 1 order by 1 desc limit ?""",
         [table.feed, table.name, max(today), WINDOW_DAYS + (max(today) - min(today)).days + 1]).fetchall()}
-    days = {**past, **{day: values[:3] for day, values in today.items()}}
+    days = dict(past)
+    for day, values in today.items():
+        days[day] = _combined(past.get(day), values)
     results = []
-    for day, (rows, num, den, newest) in today.items():
+    for day in today:
+        rows, num, den, newest = days[day]
         window = sorted((d for d in days if d < day), reverse=True)[:WINDOW_DAYS]
         span = f"{len(window)} loaded day(s) {min(window)}..{max(window)}" if window else "no loaded day before it"
         if "volume" in rules:
@@ -138,6 +142,14 @@ def check(con: duckdb.DuckDBPyConnection, table: Table, suite: dict, profiles: s
         if freshness:
             results.append(_fresh(con, table, day, freshness, newest))
     return results
+
+
+def _combined(earlier: list | None, now: tuple) -> tuple:
+    """A day's numbers over its files of an earlier load and of this batch."""
+    if earlier is None:
+        return now
+    add = [None if a is None and b is None else (a or 0) + (b or 0) for a, b in zip(earlier[:3], now[:3])]
+    return (*add, max((v for v in (earlier[3], now[3]) if v is not None), default=None))
 
 
 def _result(table: Table, day: date, expectation: str, column: str | None, success: bool, observed: str) -> dict:
