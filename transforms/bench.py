@@ -205,6 +205,7 @@ STAGES = (("attach", "transforms.lake", "ensure_lake"), ("attach", "transforms.l
           ("sha256", "transforms.load", "_sha256"), ("read", "transforms.load", "Batch._read"),
           ("checks", "transforms.checks", "split"), ("pandas", "transforms.load", "Batch._frame"),
           ("GX gate", "transforms.gate", "validate"), ("count", "transforms.load", "Batch._count"),
+          ("history", "transforms.history", "profile"), ("history", "transforms.history", "check"),
           ("publish", "transforms.lake", "commit"), ("ledger", "transforms.load", "record"),
           ("docs", "transforms.gate", "build_data_docs"))
 STAGE_NAMES = list(dict.fromkeys(name for name, _, _ in STAGES))
