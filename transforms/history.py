@@ -4,9 +4,9 @@ A suite's `history` section declares them for its table, beside the GX expectati
 
     "history": {
       "volume": {},
-      "measure": {"name": "mean kWh per lamp interval", "numerator": "sum(energy_kwh)",
-                  "denominator": "count(energy_kwh)"},
-      "freshness": {"column": "interval_start", "max_age_hours": 36}
+      "measure": {"name": "mean kWh per cabinet-hour", "numerator": "sum(energy_kwh)",
+                  "denominator": "sum(interval_minutes) / 60"},
+      "freshness": {"column": "interval_start", "max_age_hours": 6}
     }
 
 * volume: the records a landing day's files brought (published + quarantined) lie within the
@@ -33,16 +33,19 @@ The band is deliberately wide and easy to say at 3 a.m. ("12 records; the last 2
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import duckdb
 
 from transforms import settings
-from transforms.checks import ident, literal
+from transforms.checks import ident
 from transforms.contract import Table
+from transforms.gate import WARN
 
 WINDOW_DAYS, MIN_DAYS, FACTOR = 28, 14, 2
 VOLUME, MEASURE, FRESHNESS = "history_volume", "history_measure", "history_freshness"
+
 
 def declared(suite: dict, table: Table | None = None) -> dict:
     """The suite's history checks; with `table`, checked against its contract first."""
@@ -131,16 +134,16 @@ def check(con: duckdb.DuckDBPyConnection, table: Table, suite: dict, profiles: s
         window = sorted((d for d in days if d < day), reverse=True)[:WINDOW_DAYS]
         span = f"{len(window)} loaded day(s) {min(window)}..{max(window)}" if window else "no loaded day before it"
         if "volume" in rules:
-            results.append(_in_band(table, day, VOLUME, None, "records", rows,
-                                    [days[d][0] for d in window], span, counts=True))
+            results.append(_in_band(table, day, VOLUME, "records", rows, [days[d][0] for d in window], span,
+                                    counts=True))
         measure = rules.get("measure")
         if measure:
             value = num / den if den else None
             history = [days[d][1] / days[d][2] for d in window if days[d][2]]
-            results.append(_in_band(table, day, MEASURE, None, measure["name"], value, history, span))
+            results.append(_in_band(table, day, MEASURE, measure["name"], value, history, span))
         freshness = rules.get("freshness")
         if freshness:
-            results.append(_fresh(con, table, day, freshness, newest))
+            results.append(_fresh(table, day, freshness, newest))
     return results
 
 
@@ -153,31 +156,31 @@ def _combined(earlier: list | None, now: tuple) -> tuple:
 
 
 def _result(table: Table, day: date, expectation: str, column: str | None, success: bool, observed: str) -> dict:
-    return {"table": table.silver, "expectation": expectation, "column": column, "severity": "warn",
+    return {"table": table.silver, "expectation": expectation, "column": column, "severity": WARN,
             "success": success, "observed": observed, "landing_date": day}
 
 
-def _in_band(table: Table, day: date, expectation: str, column: str | None, what: str, value: float | None,
-             history: list[float], span: str, counts: bool = False) -> dict:
+def _in_band(table: Table, day: date, expectation: str, what: str, value: float | None, history: list[float],
+             span: str, counts: bool = False) -> dict:
     if value is None:
-        return _result(table, day, expectation, column, True, f"{day}: {what}: no value (no published record)")
+        return _result(table, day, expectation, None, True, f"{day}: {what}: no value (no published record)")
     shown = f"{day}: {_number(value)} {what}" if counts else f"{day}: {what} {_number(value)}"
     if len(history) < MIN_DAYS:
-        return _result(table, day, expectation, column, True,
+        return _result(table, day, expectation, None, True,
                        f"{shown}; no band yet: {len(history)} loaded day(s) before it, a band needs {MIN_DAYS}")
     low, high = _band(history, counts)
-    return _result(table, day, expectation, column, low <= value <= high,
+    return _result(table, day, expectation, None, low <= value <= high,
                    f"{shown}; band {_number(low)}..{_number(high)} from {span} "
                    f"({_number(min(history))}..{_number(max(history))})")
 
 
-def _fresh(con: duckdb.DuckDBPyConnection, table: Table, day: date, rule: dict, newest) -> dict:
+def _fresh(table: Table, day: date, rule: dict, newest: datetime | None) -> dict:
     column, limit = rule["column"], rule["max_age_hours"]
     if newest is None:
         return _result(table, day, FRESHNESS, column, True, f"{day}: no published record with a {column}")
-    # The session's time zone is local time (load_files sets it): the landing day ends at local midnight.
-    (age,), = con.execute(f"select epoch(cast({literal(day.isoformat())}::date + 1 as timestamptz) - ?::timestamptz) / 3600",
-                          [newest]).fetchall()
+    # The landing day ends at local midnight; `newest` comes from DuckDB in the load's local time zone.
+    end = datetime.combine(day + timedelta(days=1), time(), ZoneInfo(settings.LOCAL_TZ))
+    age = (end - newest).total_seconds() / 3600
     return _result(table, day, FRESHNESS, column, age <= limit,
                    f"{day}: newest {column} {newest:%Y-%m-%d %H:%M}, {age:.1f} h before the end of the landing day "
                    f"(at most {limit} h)")
