@@ -30,7 +30,7 @@ AUDIT_DAYS ?= 5
 AUDIT_SCALE ?= 0.02
 AUDIT_DEFECTS ?= 0.2
 
-.PHONY: setup browser run test ingest backfill up sql docs bench replay gate-audit scorecard clean-warehouse
+.PHONY: setup browser run test ingest backfill up sql docs bench replay gate-audit scorecard clean-warehouse test-fast
 
 # --- set-up: a locked venv, the DuckDB extensions from their PyPI packages, the dbt manifest
 $(BIN)/uv:
@@ -105,5 +105,11 @@ replay: setup
 gate-audit: setup
 	$(BIN)/qala gate-audit --days $(AUDIT_DAYS) --scale $(AUDIT_SCALE) --defect-rate $(AUDIT_DEFECTS)
 
+# The whole suite, as CI runs it (about 30 minutes on 2 cores).
 test: setup browser
 	$(BIN)/pytest -q
+
+# The fast tier: no Airflow, no dbt build, no browser (readers, row checks, gates and the load
+# path on a real DuckLake, the simulator): a few minutes, for work on the load path.
+test-fast: setup
+	$(BIN)/pytest -q -m "not airflow and not dbt and not browser"

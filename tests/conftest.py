@@ -11,6 +11,26 @@ import pytest
 
 from transforms import lake
 
+# Test tiers. `make test-fast` runs what needs no Airflow, no browser and no dbt build (a few
+# minutes: readers, row checks, the load path into a real DuckLake with the real GX gate, the
+# simulator); `make test` (CI) runs everything. A test's tier follows from what it uses, so a
+# new test lands in the right tier without a decorator: the modules that drive the embedded
+# Airflow, the fixtures that build with dbt or start Chromium.
+AIRFLOW_MODULES = {"test_dags", "test_end_to_end", "test_ingest_all"}
+DBT_MODULES = {"test_dbt_kpis", "test_dbt_incremental"}
+FIXTURE_TIERS = {"kpi_world": "dbt", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        tiers = {"airflow"} if module in AIRFLOW_MODULES else set()
+        tiers |= {"dbt"} if module in DBT_MODULES else set()
+        tiers |= {tier for fixture, tier in FIXTURE_TIERS.items() if fixture in item.fixturenames}
+        for tier in sorted(tiers):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 HEADER = "accident_id,occurred_at,kato_code,severity,injured,killed,vehicles,street,lat,lon"
 
 
