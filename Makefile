@@ -37,7 +37,7 @@ $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv
 
-$(VENV)/.synced: pyproject.toml uv.lock | $(BIN)/uv
+$(VENV)/.synced: pyproject.toml devkit/pyproject.toml uv.lock | $(BIN)/uv
 	# --compile-bytecode: every Airflow task, dbt and GX process would otherwise compile its
 	# imports from source again where bytecode is not written (PYTHONDONTWRITEBYTECODE): ~10 s each.
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(BIN)/uv sync --frozen --inexact --compile-bytecode --python $(BIN)/python

@@ -68,7 +68,7 @@ def accident_rows(n: int, day: str = "2025-03-01", prefix: str = "RA", kato: str
 
 def valid_iin(i: int, born: str = "880101", century: str = "3") -> str:
     """The i-th (0-based) IIN with a correct check digit of someone born on `born` (YYMMDD)."""
-    from transforms.simulate.people import is_valid
+    from qala_devkit.simulate.people import is_valid
 
     numbers = [f"{born}{century}{serial:04d}{digit}" for serial in range(1000) for digit in range(10)]
     return [n for n, ok in zip(numbers, is_valid(numbers)) if ok][i]

@@ -82,7 +82,7 @@ def _load(job: tuple[str, str]) -> str:
 
 
 def build(root: Path) -> World:
-    from transforms.simulate import feed_modules, simulate
+    from qala_devkit.simulate import feed_modules, simulate
 
     root.mkdir(parents=True, exist_ok=True)
     env_before = os.environ.get("QALA_WAREHOUSE")

@@ -88,7 +88,7 @@ def halve(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def transit_lake(tmp_path_factory) -> Path:
-    from transforms.simulate import simulate
+    from qala_devkit.simulate import simulate
 
     root = tmp_path_factory.mktemp("incremental") / "warehouse"
     root.mkdir(parents=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from transforms import gate_audit
+from qala_devkit import gate_audit
 
 
 @pytest.fixture(scope="module")

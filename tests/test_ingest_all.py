@@ -139,7 +139,8 @@ def test_a_failed_kpi_build_names_what_failed_and_leaves_the_ministers_page(load
     fails dbt's `published_batch` and `unique` tests: build_kpis fails, its task error and dbt's kept run results name the
     test, and the scorecard page stays the last good one."""
     from transforms import lake
-    from transforms.orchestrate import EmbeddedAirflow, run_id
+    from transforms.airflow_api import run_id
+    from transforms.orchestrate import EmbeddedAirflow
 
     root, port, _ = loaded
     page = root / "reports" / "scorecard.html"

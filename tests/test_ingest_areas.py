@@ -16,7 +16,7 @@ from tests.conftest import land, query, valid_iin
 from transforms.contract import load_contract
 from transforms.load import LoadFailure, load_files
 from transforms.privacy import scan_lake
-from transforms.simulate import simulate
+from qala_devkit.simulate import simulate
 
 SERGEK = "safety/sergek_violations"
 OPEN311 = "housing/open311_requests"

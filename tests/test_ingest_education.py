@@ -20,7 +20,7 @@ from transforms import lake
 from transforms.load import LoadFailure, load_files
 from transforms.privacy import scan_lake
 from transforms.pseudonymise import hmac_key
-from transforms.simulate import simulate
+from qala_devkit.simulate import simulate
 
 ROSTER = "education/oneroster"
 APPLICATIONS = "education/school_applications"

@@ -32,7 +32,7 @@ from transforms.load import LoadFailure, load_files
 from transforms.privacy import scan_lake
 from transforms.pseudonymise import hmac_key
 from transforms.readers import fhir_bulk
-from transforms.simulate import simulate
+from qala_devkit.simulate import simulate
 
 FEED = "health/fhir_bulk"
 DAY = "2025-03-01"

@@ -20,7 +20,7 @@ from tests.conftest import land, query
 from transforms.load import LoadFailure, load_files
 from transforms.privacy import scan_lake
 from transforms.pseudonymise import hmac_key
-from transforms.simulate import simulate
+from qala_devkit.simulate import simulate
 
 STATIC, REALTIME, FARES = "transport/gtfs_static", "transport/gtfs_rt_trip_updates", "transport/fare_validations"
 DAY = "2025-03-01"

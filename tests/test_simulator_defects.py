@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from transforms.simulate import feed_modules, simulate
-from transforms.simulate.base import DEFECT_KINDS, read_defects
-from transforms.simulate.people import is_valid
-from transforms.simulate.world import KZ_LAT, KZ_LON, load_regions
+from qala_devkit.simulate import feed_modules, simulate
+from qala_devkit.simulate.base import DEFECT_KINDS, read_defects
+from qala_devkit.simulate.people import is_valid
+from qala_devkit.simulate.world import KZ_LAT, KZ_LON, load_regions
 
 # 30 March to 3 April: a weekend, month end and start, and first-grade applications opening.
 START, DAYS, SCALE, RATE = date(2025, 3, 30), 5, 0.02, 0.2
@@ -261,7 +261,7 @@ def _check_protobuf(data: bytes, d: dict) -> str | None:
 def test_truncation_never_splits_a_utf8_character_but_may_cut_any_windows_1251_byte():
     import numpy as np
 
-    from transforms.simulate.base import truncate
+    from qala_devkit.simulate.base import truncate
 
     data = ("id,name\n1,Әлихан\n" + "Құдайберген Әбдіқадыров Ұзақбаев\n").encode("utf-8")
     for seed in range(200):

@@ -17,13 +17,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from transforms.simulate import kindergarten_queue as kq
-from transforms.simulate import oneroster as ro
-from transforms.simulate import school_applications as sa
-from transforms.simulate import simulate
-from transforms.simulate.base import DayContext, read_defects
-from transforms.simulate.people import KAZAKH_SHARE, RUSSIAN_FEMALE, RUSSIAN_MALE, is_valid
-from transforms.simulate.world import load_regions, population_shares
+from qala_devkit.simulate import kindergarten_queue as kq
+from qala_devkit.simulate import oneroster as ro
+from qala_devkit.simulate import school_applications as sa
+from qala_devkit.simulate import simulate
+from qala_devkit.simulate.base import DayContext, read_defects
+from qala_devkit.simulate.people import KAZAKH_SHARE, RUSSIAN_FEMALE, RUSSIAN_MALE, is_valid
+from qala_devkit.simulate.world import load_regions, population_shares
 
 # 30 March (a Sunday) to 8 April 2025: two Monday bulks (31 March, 7 April) with six deltas
 # between them, the opening of first-grade applications (1 April) and ten days of queue events.

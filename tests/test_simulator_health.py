@@ -26,10 +26,10 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
 
-from transforms.simulate import fhir_bulk as fb
-from transforms.simulate import people, simulate
-from transforms.simulate.base import DayContext, read_defects
-from transforms.simulate.world import load_regions, rng_for
+from qala_devkit.simulate import fhir_bulk as fb
+from qala_devkit.simulate import people, simulate
+from qala_devkit.simulate.base import DayContext, read_defects
+from qala_devkit.simulate.world import load_regions, rng_for
 
 FEED = "health/fhir_bulk"
 START = date(2024, 2, 19)  # a Monday; the run spans Kazakhstan's move to UTC+5 on 2024-03-01

@@ -17,12 +17,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from transforms.simulate import open311_requests as orq
-from transforms.simulate import people, simulate
-from transforms.simulate import street_lighting as sl
-from transforms.simulate import utility_payments as up
-from transforms.simulate.base import DayContext, read_defects, write_defects
-from transforms.simulate.world import KZ_LAT, KZ_LON, load_regions
+from qala_devkit.simulate import open311_requests as orq
+from qala_devkit.simulate import people, simulate
+from qala_devkit.simulate import street_lighting as sl
+from qala_devkit.simulate import utility_payments as up
+from qala_devkit.simulate.base import DayContext, read_defects, write_defects
+from qala_devkit.simulate.world import KZ_LAT, KZ_LON, load_regions
 
 MODULES = (sl, up, orq)
 W3C = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$"

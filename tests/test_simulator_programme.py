@@ -19,13 +19,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from transforms.simulate import alatau_projects as ap
-from transforms.simulate import alatau_workforce as aw
-from transforms.simulate import events as ev
-from transforms.simulate import public_services as ps
-from transforms.simulate import simulate
-from transforms.simulate.base import DayContext, read_defects
-from transforms.simulate.people import is_valid
+from qala_devkit.simulate import alatau_projects as ap
+from qala_devkit.simulate import alatau_workforce as aw
+from qala_devkit.simulate import events as ev
+from qala_devkit.simulate import public_services as ps
+from qala_devkit.simulate import simulate
+from qala_devkit.simulate.base import DayContext, read_defects
+from qala_devkit.simulate.people import is_valid
 
 START = date(2025, 1, 28)  # 8 days: a month end and the workforce report of 2025-02-01
 DAYS = 8

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from transforms.settings import CONTRACTS_DIR
-from transforms.simulate import simulate
-from transforms.simulate.base import DayContext, to_windows_1251
-from transforms.simulate import road_accidents as ra
-from transforms.simulate.world import KZ_LAT, KZ_LON, load_regions
+from qala_devkit.simulate import simulate
+from qala_devkit.simulate.base import DayContext, to_windows_1251
+from qala_devkit.simulate import road_accidents as ra
+from qala_devkit.simulate.world import KZ_LAT, KZ_LON, load_regions
 
 FEED = "safety/road_accidents"
 START = date(2024, 12, 1)  # spans winter and the Sergek rollout

@@ -19,11 +19,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from transforms.simulate import camera_registry as cr
-from transforms.simulate import sergek_violations as sv
-from transforms.simulate import simulate
-from transforms.simulate.base import DayContext, read_defects
-from transforms.simulate.world import KZ_LAT, KZ_LON, load_regions, load_towns, population_shares
+from qala_devkit.simulate import camera_registry as cr
+from qala_devkit.simulate import sergek_violations as sv
+from qala_devkit.simulate import simulate
+from qala_devkit.simulate.base import DayContext, read_defects
+from qala_devkit.simulate.world import KZ_LAT, KZ_LON, load_regions, load_towns, population_shares
 
 START = date(2024, 12, 28)  # spans the Astana rollout (2025-01-01) and two weekends
 DAYS = 12

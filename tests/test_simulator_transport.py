@@ -20,13 +20,13 @@ import pytest
 from google.protobuf.message import DecodeError
 from google.transit import gtfs_realtime_pb2
 
-from transforms.simulate import _transit as tr
-from transforms.simulate import fare_validations as fv
-from transforms.simulate import gtfs_rt_trip_updates as rt
-from transforms.simulate import gtfs_static as gs
-from transforms.simulate import simulate
-from transforms.simulate.base import DayContext, read_defects
-from transforms.simulate.world import load_regions
+from qala_devkit.simulate import _transit as tr
+from qala_devkit.simulate import fare_validations as fv
+from qala_devkit.simulate import gtfs_rt_trip_updates as rt
+from qala_devkit.simulate import gtfs_static as gs
+from qala_devkit.simulate import simulate
+from qala_devkit.simulate.base import DayContext, read_defects
+from qala_devkit.simulate.world import load_regions
 
 STATIC, REALTIME, FARES = gs.FEED, rt.FEED, fv.FEED
 # Wednesday 28 February to Saturday 2 March 2024: three weekdays and a Saturday, across

@@ -31,8 +31,8 @@ import numpy as np
 import polars as pl
 
 from transforms.settings import LOCAL_TZ
-from transforms.simulate.base import DayContext
-from transforms.simulate.world import rng_for
+from qala_devkit.simulate.base import DayContext
+from qala_devkit.simulate.world import rng_for
 
 TZ = ZoneInfo(LOCAL_TZ)
 CELL_M = 450.0  # grid cell = spacing of bus stops

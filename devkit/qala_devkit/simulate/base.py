@@ -36,8 +36,8 @@ import numpy as np
 import polars as pl
 
 from transforms.settings import landing_dir, simulator_dir, write_atomic  # noqa: F401 (simulators import it here)
-from transforms.simulate.people import break_check_digit
-from transforms.simulate.world import rng_for
+from qala_devkit.simulate.people import break_check_digit
+from qala_devkit.simulate.world import rng_for
 
 DEFECT_KINDS = {
     "duplicate_record": "a record sent twice (same key); `detail` names the line of the first copy",

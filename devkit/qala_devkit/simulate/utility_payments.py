@@ -52,9 +52,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate import people
-from transforms.simulate.base import DayContext, RowDefects, csv_bytes, to_windows_1251, write_atomic
-from transforms.simulate.world import load_towns, rng_for
+from qala_devkit.simulate import people
+from qala_devkit.simulate.base import DayContext, RowDefects, csv_bytes, to_windows_1251, write_atomic
+from qala_devkit.simulate.world import load_towns, rng_for
 
 FEED = "housing/utility_payments"
 DOMAIN, NAME = FEED.split("/")

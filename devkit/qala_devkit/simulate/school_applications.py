@@ -59,10 +59,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate.base import DayContext, RowDefects, by_region, to_windows_1251, write_atomic
-from transforms.simulate.oneroster import first_graders, schools
-from transforms.simulate.people import people
-from transforms.simulate.world import load_regions, population_shares, rng_for
+from qala_devkit.simulate.base import DayContext, RowDefects, by_region, to_windows_1251, write_atomic
+from qala_devkit.simulate.oneroster import first_graders, schools
+from qala_devkit.simulate.people import people
+from qala_devkit.simulate.world import load_regions, population_shares, rng_for
 
 FEED = "education/school_applications"
 DOMAIN, NAME = FEED.split("/")

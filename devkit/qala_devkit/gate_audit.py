@@ -26,7 +26,7 @@ from pathlib import Path
 
 from transforms import lake
 from transforms.contract import all_feeds, load_contract
-from transforms.simulate.base import read_defects
+from qala_devkit.simulate.base import read_defects
 
 ROW, FILE, DRIFT, LOADED = "quarantined", "file not published", "drift reported", "published"
 OUTCOME = {
@@ -144,7 +144,7 @@ def run(root: Path, start: date = date(2025, 3, 30), days: int = 5, scale: float
     files through the load path, and audit. The default days cross a weekend, a month's end and
     start (the monthly workforce report) and the first-grade applications' opening."""
     from transforms.load import LoadFailure, load_files
-    from transforms.simulate import simulate
+    from qala_devkit.simulate import simulate
 
     simulate(root, start, days, scale=scale, seed=seed, defect_rate=defect_rate, workers=1)
     for feed in all_feeds():

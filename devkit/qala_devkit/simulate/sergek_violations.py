@@ -48,9 +48,9 @@ import numpy as np
 import polars as pl
 
 from transforms.settings import LOCAL_TZ
-from transforms.simulate import camera_registry as registry
-from transforms.simulate.base import Defect, DayContext, RowDefects, jsonl_bytes, truncate, write_atomic
-from transforms.simulate.world import load_regions, population_shares, rng_for
+from qala_devkit.simulate import camera_registry as registry
+from qala_devkit.simulate.base import Defect, DayContext, RowDefects, jsonl_bytes, truncate, write_atomic
+from qala_devkit.simulate.world import load_regions, population_shares, rng_for
 
 FEED = "safety/sergek_violations"
 DOMAIN, NAME = FEED.split("/")

@@ -92,9 +92,9 @@ import numpy as np
 import polars as pl
 
 from transforms.settings import LOCAL_TZ
-from transforms.simulate.base import DayContext, RowDefects, truncate, write_atomic
-from transforms.simulate.people import KAZAKH_SURNAMES, bin_, people
-from transforms.simulate.world import load_regions, population_shares, rng_for
+from qala_devkit.simulate.base import DayContext, RowDefects, truncate, write_atomic
+from qala_devkit.simulate.people import KAZAKH_SURNAMES, bin_, people
+from qala_devkit.simulate.world import load_regions, population_shares, rng_for
 
 FEED = "education/oneroster"
 DOMAIN, NAME = FEED.split("/")

@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate.base import DayContext, RowDefects, csv_bytes, write_atomic
-from transforms.simulate.road_accidents import SERGEK_ROLLOUT
-from transforms.simulate.world import KZ_LAT, KZ_LON, load_regions, load_towns, rng_for
+from qala_devkit.simulate.base import DayContext, RowDefects, csv_bytes, write_atomic
+from qala_devkit.simulate.road_accidents import SERGEK_ROLLOUT
+from qala_devkit.simulate.world import KZ_LAT, KZ_LON, load_regions, load_towns, rng_for
 
 FEED = "safety/camera_registry"
 DOMAIN, NAME = FEED.split("/")

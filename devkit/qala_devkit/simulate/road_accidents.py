@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate.base import DayContext, RowDefects, csv_bytes, drift_schema, to_windows_1251, truncate, write_atomic
-from transforms.simulate.world import KZ_LAT, KZ_LON, load_regions, population_shares, rng_for
+from qala_devkit.simulate.base import DayContext, RowDefects, csv_bytes, drift_schema, to_windows_1251, truncate, write_atomic
+from qala_devkit.simulate.world import KZ_LAT, KZ_LON, load_regions, population_shares, rng_for
 
 FEED = "safety/road_accidents"
 DOMAIN, NAME = FEED.split("/")

@@ -123,9 +123,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from transforms.simulate import people
-from transforms.simulate.base import DayContext, truncate, write_atomic
-from transforms.simulate.world import load_regions, rng_for
+from qala_devkit.simulate import people
+from qala_devkit.simulate.base import DayContext, truncate, write_atomic
+from qala_devkit.simulate.world import load_regions, rng_for
 
 FEED = "health/fhir_bulk"
 

@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate import alatau_projects, people
-from transforms.simulate.base import DayContext, RowDefects, csv_bytes, drift_schema, write_atomic
-from transforms.simulate.world import rng_for
+from qala_devkit.simulate import alatau_projects, people
+from qala_devkit.simulate.base import DayContext, RowDefects, csv_bytes, drift_schema, write_atomic
+from qala_devkit.simulate.world import rng_for
 
 FEED = "programme/alatau_workforce"
 DOMAIN, NAME = FEED.split("/")

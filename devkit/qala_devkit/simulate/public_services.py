@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate.base import DayContext, RowDefects, csv_bytes, drift_schema, to_windows_1251, write_atomic
-from transforms.simulate.world import rng_for
+from qala_devkit.simulate.base import DayContext, RowDefects, csv_bytes, drift_schema, to_windows_1251, write_atomic
+from qala_devkit.simulate.world import rng_for
 
 FEED = "programme/public_services"
 DOMAIN, NAME = FEED.split("/")

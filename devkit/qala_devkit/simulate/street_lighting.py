@@ -57,8 +57,8 @@ import numpy as np
 import polars as pl
 
 from transforms.settings import LOCAL_TZ
-from transforms.simulate.base import DayContext, Defect, RowDefects, csv_bytes, drift_schema, truncate, write_atomic
-from transforms.simulate.world import rng_for
+from qala_devkit.simulate.base import DayContext, Defect, RowDefects, csv_bytes, drift_schema, truncate, write_atomic
+from qala_devkit.simulate.world import rng_for
 
 FEED = "housing/street_lighting"
 DOMAIN, NAME = FEED.split("/")

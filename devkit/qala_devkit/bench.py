@@ -286,7 +286,7 @@ def _run(kind: str, spec: dict, scratch: Path, env: dict | None = None) -> dict:
     """One side in its own process; a side that fails gives {"error": its last stderr line}."""
     spec_path = scratch / f"{kind}_spec.json"
     spec_path.write_text(json.dumps(spec))
-    out = subprocess.run([sys.executable, "-m", "transforms.bench", kind, str(spec_path)],
+    out = subprocess.run([sys.executable, "-m", "qala_devkit.bench", kind, str(spec_path)],
                          capture_output=True, text=True, env={**os.environ, **(env or {})})
     if out.returncode:
         lines = out.stderr.strip().splitlines() or ["no output"]
@@ -298,7 +298,7 @@ def _run(kind: str, spec: dict, scratch: Path, env: dict | None = None) -> dict:
 def simulator_bench(scale: float, first: date = SIMULATOR_WEEK, days: int = WEEK) -> list[dict]:
     """Generate a week of every feed at `scale` and at 2 x `scale`, one process, one feed at a
     time: the time includes each feed's warm-up (earlier days re-derived for late records)."""
-    from transforms.simulate import feed_modules, simulate
+    from qala_devkit.simulate import feed_modules, simulate
 
     results = []
     with tempfile.TemporaryDirectory(prefix="qala-simbench-") as tmp:
@@ -344,7 +344,7 @@ def feed_bench(feed: str, scale: float, scratch: Path) -> dict:
     """Simulate the week of `feed` at `scale`, then time the floor and Qala on its landed files."""
     from transforms.contract import load_contract
     from transforms.runs import landed_files
-    from transforms.simulate import simulate
+    from qala_devkit.simulate import simulate
 
     contract = load_contract(feed)
     warehouse = scratch / "warehouse"
@@ -483,7 +483,7 @@ def ingest_bench(sim_scale: float, feeds: list[str] | None = None) -> list[dict]
 def big_file_bench(rows: int) -> None:
     """One road-accident CSV of `rows` rows: the floor and Qala, as README quotes it."""
     from transforms.contract import load_contract
-    from transforms.simulate.road_accidents import write_rows
+    from qala_devkit.simulate.road_accidents import write_rows
 
     with tempfile.TemporaryDirectory(prefix="qala-bench-") as tmp:
         scratch = Path(tmp)
@@ -572,8 +572,9 @@ def dbt_bench(scale: float) -> dict:
     from datetime import datetime
 
     from transforms import lake
-    from transforms.orchestrate import EmbeddedAirflow, run_id
-    from transforms.simulate import feed_modules, simulate
+    from transforms.airflow_api import run_id
+    from transforms.orchestrate import EmbeddedAirflow
+    from qala_devkit.simulate import feed_modules, simulate
 
     feeds = sorted(feed_modules())
     last = DBT_BENCH_START + timedelta(days=DBT_BENCH_DAYS - 1)

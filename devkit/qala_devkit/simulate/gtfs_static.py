@@ -53,8 +53,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate import _transit as tr
-from transforms.simulate.base import DayContext, write_atomic
+from qala_devkit.simulate import _transit as tr
+from qala_devkit.simulate.base import DayContext, write_atomic
 
 FEED = "transport/gtfs_static"
 DOMAIN, NAME = FEED.split("/")

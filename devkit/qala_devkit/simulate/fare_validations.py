@@ -58,9 +58,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.simulate import _transit as tr
-from transforms.simulate.base import DayContext, Defect, RowDefects, truncate, write_atomic
-from transforms.simulate.world import load_regions, rng_for
+from qala_devkit.simulate import _transit as tr
+from qala_devkit.simulate.base import DayContext, Defect, RowDefects, truncate, write_atomic
+from qala_devkit.simulate.world import load_regions, rng_for
 
 FEED = "transport/fare_validations"
 DOMAIN, NAME = FEED.split("/")

@@ -54,10 +54,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 
-from transforms.simulate.base import DayContext, RowDefects, write_atomic
-from transforms.simulate.people import MOBILE_CODES, STREET_NAMES
-from transforms.simulate.street_lighting import local_day_bounds
-from transforms.simulate.world import load_regions, population_shares, rng_for
+from qala_devkit.simulate.base import DayContext, RowDefects, write_atomic
+from qala_devkit.simulate.people import MOBILE_CODES, STREET_NAMES
+from qala_devkit.simulate.street_lighting import local_day_bounds
+from qala_devkit.simulate.world import load_regions, population_shares, rng_for
 
 FEED = "housing/open311_requests"
 DOMAIN, NAME = FEED.split("/")

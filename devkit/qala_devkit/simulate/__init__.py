@@ -23,9 +23,9 @@ from pathlib import Path
 from types import ModuleType
 
 from transforms.settings import simulator_dir
-from transforms.simulate.base import DayContext, read_defects, write_defects
+from qala_devkit.simulate.base import DayContext, read_defects, write_defects
 
-DEFAULT_DEFECT_RATE = 0.002
+from qala_devkit import DEFAULT_DEFECT_RATE  # noqa: F401  (re-exported: its home)
 CHUNK_DAYS = 31
 _SHARED = {"base", "people", "world"}
 
@@ -113,7 +113,7 @@ def simulate(
 def sergek_params(rollout: date) -> dict[str, object]:
     """The `params` that move the Sergek rollout in Astana, in every feed that depends on it:
     the accident register (the fall), the camera register (the installs) and the violations."""
-    from transforms.simulate import camera_registry, road_accidents, sergek_violations
+    from qala_devkit.simulate import camera_registry, road_accidents, sergek_violations
 
     cameras = camera_registry.Params(sergek_rollout=rollout)
     return {road_accidents.FEED: road_accidents.Params(sergek_rollout=rollout),

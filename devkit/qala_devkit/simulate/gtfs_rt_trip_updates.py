@@ -60,9 +60,9 @@ import numpy as np
 import polars as pl
 from google.transit import gtfs_realtime_pb2
 
-from transforms.simulate import _transit as tr
-from transforms.simulate.base import DayContext, write_atomic
-from transforms.simulate.world import rng_for
+from qala_devkit.simulate import _transit as tr
+from qala_devkit.simulate.base import DayContext, write_atomic
+from qala_devkit.simulate.world import rng_for
 
 FEED = "transport/gtfs_rt_trip_updates"
 DOMAIN, NAME = FEED.split("/")
