@@ -1,4 +1,4 @@
-"""The incremental model (int_gtfs_rt__region_month) against a full refresh, on a real lake.
+"""The incremental model (int_transport__gtfs_rt_trip_updates__region_month) against a full refresh, on a real lake.
 
 Simulated GTFS static and GTFS-Realtime for 2024-01-01 .. 2024-03-03 are loaded through the real
 load path in three steps, with `dbt run` (incremental) after each, the way the daily build_kpis
@@ -25,7 +25,7 @@ from transforms import lake, runs, settings
 from transforms.load import load_files
 
 DBT = Path(sys.executable).parent / "dbt"
-MODEL = "int_gtfs_rt__region_month"
+MODEL = "int_transport__gtfs_rt_trip_updates__region_month"
 FEEDS = ["transport/gtfs_static", "transport/gtfs_rt_trip_updates"]
 START = date(2024, 1, 1)
 DAYS = 63  # to 2024-03-03

@@ -251,7 +251,7 @@ def test_build_writes_everything_inside_the_lake(built):
     }
     for expected in [("reference", "regions"), ("reference", "kpi_catalogue"),
                      ("staging", "stg_safety__road_accidents"),
-                     ("intermediate", "int_road_accidents__region_month"),
+                     ("intermediate", "int_safety__road_accidents__region_month"),
                      ("marts", "kpi_values"), ("marts", "kpi_scorecard")]:
         assert expected in tables, expected
     assert not any(s == "main" for s, _ in tables)  # nothing fell back to the default schema

@@ -144,7 +144,7 @@ def _check_baseline_and_status(got: dict, kpi: dict, require: bool = True):
 def _gtfs_places(world) -> dict[str, dict[str, str]]:
     """kind (agency / route / trip) -> id -> kato_prefix of the feed's city: the region whose
     centre is nearest to the mean position of the feed's stops (the rule of
-    int_gtfs_static__operator_region, recomputed from the zips)."""
+    int_transport__gtfs_static__operator_region, recomputed from the zips)."""
     regions = _regions()
     places: dict[str, dict[str, str]] = {"agency": {}, "route": {}, "trip": {}}
     for path in world.files("transport/gtfs_static", "*.zip"):

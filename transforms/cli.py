@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 from transforms import jobs, lake, settings
+from transforms.contract import all_feeds
 from transforms.ledger import PUBLISHED
 
 
@@ -117,6 +118,22 @@ def cmd_replay(args) -> int:
     return 0 if all(r.status == PUBLISHED for r in after) else 1
 
 
+def cmd_feeds(args) -> int:
+    """`qala feeds list` / `qala feeds show <domain>/<feed>`."""
+    from transforms import feeds
+
+    if args.feed is None:
+        for feed in feeds.catalogue():
+            print(f"{feed['feed']:34} {feed['format']:12} {feed['title']}  →  {', '.join(feed['tables'])}")
+        return 0
+    chapters = feeds.story(args.feed, _root())
+    width = max(len(c.role) for c in chapters)
+    print(f"{args.feed}: every file and table that tells its story, source to KPI")
+    for chapter in chapters:
+        print(f"  {chapter.role:{width}}  {chapter.where}")
+    return 0
+
+
 # Commands that other distributions add to `qala` (the devkit's simulate, run, bench and
 # gate-audit): each entry point of this group is a function that adds its subparsers.
 COMMAND_PLUGINS = "qala.commands"
@@ -144,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--feed", required=True, help="<domain>/<feed>")
     p.add_argument("--batch", required=True, help="a batch_id of ops.load_ledger")
     p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("feeds", help="list the feeds, or show every file and table of one feed's story")
+    feeds_sub = p.add_subparsers(dest="feeds_command", required=True)
+    feeds_sub.add_parser("list", help="every feed: format, title, silver tables").set_defaults(func=cmd_feeds, feed=None)
+    show = feeds_sub.add_parser("show", help="contract, suites, reader, DAG, dbt models, tests, simulator, tables")
+    show.add_argument("feed", choices=all_feeds(), metavar="<domain>/<feed>")
+    show.set_defaults(func=cmd_feeds)
     sub.add_parser("up", help="run the Airflow UI and scheduler until Ctrl-C").set_defaults(func=cmd_up)
     p = sub.add_parser("airflow", help="the airflow CLI, with this warehouse's environment")
     p.add_argument("args", nargs=argparse.REMAINDER)

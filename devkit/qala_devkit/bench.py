@@ -524,7 +524,7 @@ DBT_BENCH_DAYS = 31  # January loaded whole; the 32nd day is "the next day" of t
 # which some days have no request (a contract refuses an empty export).
 DBT_BENCH_FEED_SCALES = {"safety/road_accidents": 1.0, "housing/utility_payments": 1.0,
                          "housing/open311_requests": 0.005}
-INCREMENTAL_MODEL = "model.qala.int_gtfs_rt__region_month"
+INCREMENTAL_MODEL = "model.qala.int_transport__gtfs_rt_trip_updates__region_month"
 
 
 def _model_seconds(root: Path, unique_id: str = INCREMENTAL_MODEL) -> float:

@@ -63,12 +63,17 @@ _MODULES = {
 }
 
 
+def module_name(format_type: str) -> str:
+    """The module that reads a contract's `format.type`."""
+    if format_type not in _MODULES:
+        raise ValueError(f"no reader for format {format_type!r} (known: {', '.join(sorted(_MODULES))})")
+    return f"transforms.readers.{_MODULES[format_type]}"
+
+
 def _module(format_type: str):
     import importlib
 
-    if format_type not in _MODULES:
-        raise ValueError(f"no reader for format {format_type!r} (known: {', '.join(sorted(_MODULES))})")
-    return importlib.import_module(f"transforms.readers.{_MODULES[format_type]}")
+    return importlib.import_module(module_name(format_type))
 
 
 def reader(format_type: str) -> Callable:

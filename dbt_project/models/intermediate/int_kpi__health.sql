@@ -19,7 +19,7 @@ regions as (
 
 appointments as (
     select a.*, r.kato_code as region_code
-    from {{ ref('int_fhir_bulk__appointment_current') }} as a
+    from {{ ref('int_health__fhir_bulk__appointment_current') }} as a
     join regions as r on r.kato_prefix = a.region_prefix
 ),
 
@@ -78,7 +78,7 @@ imm_current as (
 immunizations as (
     select r.kato_code as region_code, i.occurrence_month as period_start, i._batch_id
     from imm_current as i
-    join {{ ref('int_fhir_bulk__patient_current') }} as p using (patient_id)
+    join {{ ref('int_health__fhir_bulk__patient_current') }} as p using (patient_id)
     join regions as r on r.kato_prefix = p.region_prefix
     where i.status = 'completed'
       and i.occurrence_month in (select month from months)

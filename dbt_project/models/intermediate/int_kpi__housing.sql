@@ -1,7 +1,7 @@
 -- Housing KPIs in the long KPI format (see _kpi_long_format.md).
 --
 -- HCS-01 street-lighting energy vs pre-retrofit baseline (Almaty; counts no people):
---   cabinets in scope for month M: retrofitted (int_street_lighting__cabinet_month.retrofit_day)
+--   cabinets in scope for month M: retrofitted (int_housing__street_lighting__cabinet_month.retrofit_day)
 --   on or before M's first day, with readings in the same calendar month a year earlier (P)
 --   that lies wholly before the retrofit; M and P complete months.
 --   numerator = actual = kWh of those cabinets in M; own_baseline = the kWh they would have used
@@ -26,7 +26,7 @@ with lighting_months as (
 
 cabinet_months as (
     select c.*
-    from {{ ref('int_street_lighting__cabinet_month') }} as c
+    from {{ ref('int_housing__street_lighting__cabinet_month') }} as c
     join lighting_months as m on m.month = c.month
 ),
 

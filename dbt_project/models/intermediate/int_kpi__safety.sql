@@ -14,7 +14,7 @@ with region_months as (
         i.deaths,
         i.batch_ids,
         i.lake_snapshot_id
-    from {{ ref('int_road_accidents__region_month') }} as i
+    from {{ ref('int_safety__road_accidents__region_month') }} as i
     join {{ ref('regions') }} as r on r.kato_prefix = i.region_prefix
 ),
 

@@ -2,20 +2,20 @@
 -- the country ('KZ').
 -- TRN-01 on-time performance: numerator = observed arrivals of the month with arrival.delay
 --   within [-60, +300] s, denominator = observed arrivals of the month (last report of each
---   stop arrival; see int_gtfs_rt__region_month). Places: the cities with observed arrivals
+--   stop arrival; see int_transport__gtfs_rt_trip_updates__region_month). Places: the cities with observed arrivals
 --   in the month; KZ pools every arrival (not an average of cities). A share of vehicle
 --   arrivals: counts no people (disclosure_count null).
 -- TRN-02 boardings per capita per month: numerator = smart-card validations (one tap = one
 --   boarding) with validated_at in the month, denominator = population (reference.regions) of
 --   the operator's city. The cities covered are those whose operators have validations in the
---   loaded data (operator = GTFS agency_id -> city of its feed, int_gtfs_static__operator_region);
+--   loaded data (operator = GTFS agency_id -> city of its feed, int_transport__gtfs_static__operator_region);
 --   each is zero-filled for every complete month. KZ: all validations over the population of
 --   the cities served (the riders live there; the rest of the country has no e-ticketing feed, and
 --   dividing by the whole country's population would mix coverage with ridership).
 --   disclosure_count = boardings. Complete months of the validations' landing days: a tap
 --   uploaded late counts in the month it happened when its file landed in a loaded day.
 with rt as (
-    select * from {{ ref('int_gtfs_rt__region_month') }}
+    select * from {{ ref('int_transport__gtfs_rt_trip_updates__region_month') }}
 ),
 
 rt_areas as (
@@ -32,7 +32,7 @@ rt_areas as (
 
 operators as (
     select id as operator, region_prefix
-    from {{ ref('int_gtfs_static__operator_region') }}
+    from {{ ref('int_transport__gtfs_static__operator_region') }}
     where kind = 'agency'
 ),
 

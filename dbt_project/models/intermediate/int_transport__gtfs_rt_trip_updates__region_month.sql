@@ -11,7 +11,7 @@
 --   static schedule here (the operators' feeds send delays).
 -- * Month: local (Asia/Almaty) month of the kept report's arrival time; only complete months
 --   of the loaded landing days; the city of the trip (or of its route when the trip_id is
---   unknown to the static feeds) from int_gtfs_static__operator_region. Arrivals of trips no
+--   unknown to the static feeds) from int_transport__gtfs_static__operator_region. Arrivals of trips no
 --   static feed knows are left out.
 -- Only region-months with at least one observed arrival (a share is undefined without).
 --
@@ -40,7 +40,7 @@
 ) }}
 {%- set lake = target.database -%}
 {%- set stg = ref('stg_transport__gtfs_rt_trip_updates') -%}
-{%- set places_model = ref('int_gtfs_static__operator_region') -%}
+{%- set places_model = ref('int_transport__gtfs_static__operator_region') -%}
 {%- set key_of = "coalesce(cast(stop_sequence as varchar), 'stop_id:' || stop_id)" -%}
 {%- set since = none -%}
 {%- if execute and is_incremental() -%}
@@ -103,7 +103,7 @@
         scan below reads those days' files only -#}
     {%- set days = run_query('select min(start_date)::varchar, max(start_date)::varchar from ' ~ stg ~ ' ' ~ at
                              ~ ' where ' ~ in_months('arrival_time', redo)).rows[0] if redo else [none, none] -%}
-    {{ log('int_gtfs_rt__region_month: changes since lake snapshot ' ~ since ~ ' (to ' ~ upto ~ ') touch '
+    {{ log('int_transport__gtfs_rt_trip_updates__region_month: changes since lake snapshot ' ~ since ~ ' (to ' ~ upto ~ ') touch '
            ~ (redo | length) ~ ' month(s): ' ~ (redo | join(', ') or 'none'), info=True) }}
 {%- else -%}
     {%- set at = '' -%}

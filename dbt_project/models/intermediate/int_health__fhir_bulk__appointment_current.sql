@@ -25,4 +25,4 @@ select
     p.region_prefix,
     a._batch_id
 from latest as a
-left join {{ ref('int_fhir_bulk__patient_current') }} as p using (patient_id)
+left join {{ ref('int_health__fhir_bulk__patient_current') }} as p using (patient_id)
