@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from transforms import dbt_sources
+from transforms import dbt_sources, schema
 from transforms.contract import all_feeds, load_contract
 
 
@@ -47,7 +47,7 @@ def test_the_data_dictionary_has_every_silver_table_and_column_of_a_real_lake_wi
             table = heading[1]
         elif table and (row := re.match(r"\| `(\w+)` \| (\w+) \|", line)):
             documented[(table, row[1])] = row[2]
-    lineage = dict(dbt_sources.LINEAGE_TYPES)
+    lineage = dict(schema.LINEAGE_TYPES)
     real = query(kpi_world.root, "select table_name, column_name, replace(data_type, 'TIMESTAMP WITH TIME ZONE', "
                                  "'TIMESTAMPTZ') from duckdb_columns() where database_name = 'qala' and schema_name = 'silver'")
     assert {(t, c): ty for t, c, ty in real if c not in lineage} == documented

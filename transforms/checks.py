@@ -20,18 +20,7 @@ from transforms import settings
 from transforms.contract import FORMATS, Column, Table
 from transforms.gate import ROW
 from transforms.pseudonymise import hmac_sql, treated_sql
-
-
-def ident(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(value) -> str:
-    """A SQL literal for a string or number."""
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return repr(value)
+from transforms.schema import Temp, ident, literal
 
 
 def _between(column: str, kwargs: dict) -> str:
@@ -189,7 +178,7 @@ def split(con: duckdb.DuckDBPyConnection, table: Table, relation: str, rejected:
     published = []
     for column in table.published_columns:
         published.append(f"{treated_sql(column.name, ident(column.name), table.pii.get(column.name), key)} as {ident(column.name)}")
-    clean, quarantined = f"clean__{table.name}", f"quarantined__{table.name}"
+    clean, quarantined = Temp.clean(table.name), Temp.quarantined(table.name)
     con.execute(
         f"create or replace temp table {clean} as select {', '.join(published)}, {lineage} "
         f"from {checked} where len(_violations) = 0")
@@ -261,7 +250,7 @@ def _quarantine_broken_references(con: duckdb.DuckDBPyConnection, table: Table, 
     con.execute(
         f"""
         update {checked} set _violations = list_append(_violations,
-            'reference: {column} ' || {checked}.{col} || ' is not a {other_column} of {other.removeprefix("acc__")} in the same file')
+            'reference: {column} ' || {checked}.{col} || ' is not a {other_column} of {other.removeprefix(Temp.accepted(""))} in the same file')
         from (select distinct r._source_file, r.{col} from {checked} r
               where r.{col} is not null
                 and r._source_file in (select distinct _source_file from {other})

@@ -15,19 +15,11 @@ import yaml
 
 from transforms import settings
 from transforms.contract import Table, all_feeds, load_contract
+from transforms.schema import LINEAGE_DOCS, LINEAGE_TYPES, published_types
 
 SOURCES_YML = settings.DBT_PROJECT_DIR / "models" / "staging" / "_sources.yml"
 DICTIONARY_MD = settings.REPO_ROOT / "docs" / "silver_tables.md"
 
-LINEAGE_TYPES = {"_batch_id": "VARCHAR", "_landing_date": "DATE", "_source_file": "VARCHAR",
-                 "_source_member": "VARCHAR", "_source_line": "BIGINT"}
-LINEAGE_DOCS = {
-    "_batch_id": "Load batch that published the row (ops.load_ledger.batch_id).",
-    "_landing_date": "Landing day of the source file (landing/<domain>/<feed>/<YYYY-MM-DD>/).",
-    "_source_file": "Landed file the row was read from, relative to the warehouse.",
-    "_source_member": "Member of an archive the row was read from (a GTFS or OneRoster zip); empty otherwise.",
-    "_source_line": "Line of the row in the landed file or member (the header is line 1).",
-}
 
 TREATMENT_DOCS = {
     "hash": "Pseudonymised: HMAC-SHA256 (hex) of the source value under the warehouse key; joins across feeds still work.",
@@ -41,11 +33,6 @@ def _column_doc(table: Table, name: str, description: str) -> str:
     if treatment in TREATMENT_DOCS:
         text = f"{text.rstrip('.')}. {TREATMENT_DOCS[treatment]}" if text else TREATMENT_DOCS[treatment]
     return text
-
-
-def silver_type(table: Table, column) -> str:
-    """The column's type in silver: a year-coarsened date is a BIGINT year."""
-    return "BIGINT" if table.pii.get(column.name) == "year" else column.type
 
 
 def _table_entry(feed: str, table: Table, title: str) -> dict:
@@ -127,6 +114,7 @@ def render_dictionary() -> str:
         contract = load_contract(feed)
         for table in contract.tables:
             description = (table.description or contract.title).strip()
+            types = published_types(table)
             lines += [
                 f"## `silver.{table.silver}`",
                 "",
@@ -135,7 +123,7 @@ def render_dictionary() -> str:
                 "",
                 "| column | type | required | meaning |",
                 "|---|---|---|---|",
-                *[f"| `{c.name}` | {silver_type(table, c)} | {'yes' if c.required else 'no'} | "
+                *[f"| `{c.name}` | {types[c.name]} | {'yes' if c.required else 'no'} | "
                   f"{_column_doc(table, c.name, c.description).replace('|', '/')} |"
                   for c in table.published_columns],
                 "",

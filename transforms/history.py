@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from transforms import settings
-from transforms.checks import ident
+from transforms.schema import Temp, ident
 from transforms.contract import Table
 from transforms.gate import WARN
 
@@ -75,7 +75,7 @@ def profile(con: duckdb.DuckDBPyConnection, table: Table, suite: dict, clean: st
     denominator = f"cast({measure['denominator']} as double)" if measure else "null::double"
     column = (rules.get("freshness") or {}).get("column")
     newest = f"max(cast({ident(column)} as timestamptz))" if column else "null::timestamptz"
-    name = f"profiles__{table.name}"
+    name = Temp.profiles(table.name)
     con.execute(f"""
         create or replace temp table {name} as
         select _source_file as source_file, _landing_date as landing_date, sum(n)::bigint as rows_in,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from transforms import settings
+from transforms import schema, settings
 
 SCHEMAS = ("silver", "quarantine", "ops", "reference", "staging", "intermediate", "marts")
 
@@ -100,86 +100,22 @@ def off_lake(con: duckdb.DuckDBPyConnection):
         con.execute(f"USE {settings.LAKE_ALIAS}")
 
 
-LEDGER_DDL = """
-create table if not exists ops.load_ledger (
-    batch_id varchar not null,
-    feed varchar not null,
-    logical_date date not null,
-    source_file varchar not null,
-    sha256 varchar,
-    bytes bigint,
-    encoding varchar,
-    rows_in bigint not null,
-    rows_published bigint not null,
-    rows_quarantined bigint not null,
-    rows_skipped bigint not null,
-    status varchar not null,
-    reason varchar,
-    snapshot_id bigint,
-    run_id varchar,
-    data_docs varchar,
-    tables varchar,
-    skipped varchar,
-    started_at timestamptz not null,
-    finished_at timestamptz not null
-);
-create table if not exists ops.file_profiles (
-    feed varchar not null,
-    table_name varchar not null,
-    source_file varchar not null,
-    landing_date date not null,
-    batch_id varchar not null,
-    rows_in bigint not null,
-    measure_numerator double,
-    measure_denominator double,
-    newest_event timestamptz
-);
-create table if not exists ops.gate_results (
-    batch_id varchar not null,
-    feed varchar not null,
-    table_name varchar,
-    expectation varchar not null,
-    column_name varchar,
-    severity varchar not null,
-    success boolean not null,
-    observed varchar,
-    checked_at timestamptz not null
-);
-"""
 
 
 def ensure_lake(root: Path | None = None) -> None:
-    """Create the lake of a fresh warehouse: catalog, data path, schemas, ops tables, attach.sql."""
+    """Create the lake of a fresh warehouse: catalog, data path, schemas, the tables of transforms/schema.py
+    (ops, every feed's silver and quarantine), attach.sql."""
     root = root or settings.warehouse_root()
     install_extensions()
     data_path(root).mkdir(parents=True, exist_ok=True)
     with writer_lock(root):  # two first loads of a fresh warehouse may start together
         con = connect(root)
-        for schema in SCHEMAS:
-            con.execute(f"create schema if not exists {schema}")
-        con.execute(LEDGER_DDL)
-        _ensure_feed_tables(con)
+        for name in SCHEMAS:
+            con.execute(f"create schema if not exists {name}")
+        con.execute(schema.OPS_DDL)
+        schema.ensure_feed_tables(con, settings.LAKE_ALIAS)
         con.close()
     write_attach_sql(root)
-
-
-def _ensure_feed_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Every feed's silver and quarantine tables exist from the start, empty until its first
-    load: the dbt project and analysts find every table of the contracts, whichever feeds have
-    been loaded so far. One look at the catalog when they all exist already."""
-    from transforms.contract import all_feeds, load_contract
-    from transforms.load import ensure_tables
-
-    tables = [t for feed in all_feeds() for t in load_contract(feed).tables]
-    present = {name for (name,) in con.execute(
-        "select table_name from duckdb_tables() where database_name = ? and schema_name = 'silver'",
-        [settings.LAKE_ALIAS]).fetchall()}
-    missing = [t for t in tables if t.silver not in present]
-    if missing:
-        con.execute("begin")
-        for table in missing:
-            ensure_tables(con, table)
-        con.execute("commit")
 
 
 def write_attach_sql(root: Path) -> Path:

@@ -8,45 +8,16 @@ appends new rows; the latest row per source_file says what silver holds of that 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from datetime import date, datetime
+from dataclasses import asdict
 
 import duckdb
 
 from transforms import lake
+# The row's fields and statuses are the lake schema's (transforms/schema.py); named here too for the
+# load path and the commands, which speak of the ledger.
+from transforms.schema import BLOCKED, FAILED, PUBLISHED, LedgerRow, ledger_columns  # noqa: F401
 
-PUBLISHED, BLOCKED, FAILED = "published", "blocked", "failed"
-
-
-@dataclass
-class LedgerRow:
-    batch_id: str
-    feed: str
-    logical_date: date
-    source_file: str
-    started_at: datetime
-    sha256: str | None = None
-    bytes: int | None = None
-    encoding: str | None = None
-    rows_in: int = 0
-    rows_published: int = 0
-    rows_quarantined: int = 0
-    # Records of kinds the contract does not take (FHIR resource types without a table): counted,
-    # not loaded, and not part of rows_in.
-    rows_skipped: int = 0
-    status: str = FAILED
-    reason: str | None = None
-    snapshot_id: int | None = None
-    run_id: str | None = None
-    data_docs: str | None = None
-    # Per table of the contract: {"in": n, "published": n, "quarantined": n}; and skipped kinds.
-    tables: dict = field(default_factory=dict)
-    skipped: dict = field(default_factory=dict)
-    finished_at: datetime | None = None
-    gate_results: list[dict] = field(default_factory=list, repr=False)
-
-
-_COLUMNS = [f.name for f in fields(LedgerRow) if f.name != "gate_results"]
+_COLUMNS = ledger_columns()
 
 
 def record(con: duckdb.DuckDBPyConnection, rows: list[LedgerRow], gate_results: list[dict], root=None) -> None:

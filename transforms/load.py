@@ -32,15 +32,14 @@ from pathlib import Path
 
 import duckdb
 
-from transforms import checks, gate, history, lake, settings
+from transforms import checks, gate, history, lake, schema, settings
 from transforms.contract import Contract, Table, load_contract
 from transforms.errors import BadInput
 from transforms.ledger import BLOCKED, FAILED, PUBLISHED, LedgerRow, insert_rows, record
 from transforms.pseudonymise import hmac_key
 from transforms.readers import ReadResult, archive, many_reader, reader
+from transforms.schema import Temp
 
-LINEAGE = {"_batch_id": "varchar", "_landing_date": "date", "_source_file": "varchar",
-           "_source_member": "varchar", "_source_line": "bigint"}
 # A batch's reach (environment, read at each load): landing days, and bytes of landed files.
 BATCH_DAYS, BATCH_BYTES = "QALA_BATCH_DAYS", "QALA_BATCH_BYTES"
 READ = "read"  # a file read whole, waiting for its batch's checks and gate
@@ -147,9 +146,9 @@ class Batch:
     def _accumulators(self) -> None:
         for table in self.contract.tables:
             columns = ", ".join(f"{checks.ident(c.name)} varchar" for c in table.columns)
-            self.con.execute(f"create or replace temp table acc__{table.name} ({columns}, _source_file varchar, "
+            self.con.execute(f"create or replace temp table {Temp.accepted(table.name)} ({columns}, _source_file varchar, "
                              f"_landing_date date, _source_line bigint, _source_member varchar)")
-            self.con.execute(f"create or replace temp table rej__{table.name} (_source_file varchar, _landing_date date, "
+            self.con.execute(f"create or replace temp table {Temp.rejected(table.name)} (_source_file varchar, _landing_date date, "
                              f"_source_line bigint, _source_member varchar, raw_line varchar, reason varchar)")
 
     def _read(self, path: Path, row: LedgerRow) -> bool:
@@ -168,10 +167,10 @@ class Batch:
                         continue
                     # An insert answers with its row count.
                     counts[name], = self.con.execute(
-                        f"insert into acc__{name} by name select *, {lineage} from {read.relation}").fetchone()
+                        f"insert into {Temp.accepted(name)} by name select *, {lineage} from {read.relation}").fetchone()
                     if read.rejected:
                         counts[name] += self.con.execute(
-                            f"insert into rej__{name} by name select _source_line, _source_member, raw_line, "
+                            f"insert into {Temp.rejected(name)} by name select _source_line, _source_member, raw_line, "
                             f"reason, {lineage} from {read.rejected}").fetchone()[0]
                 self._take(row, result, counts)
                 self.con.execute("commit")
@@ -212,17 +211,17 @@ class Batch:
         if read_many is None or len(ready) < 2:
             return set()
         taken = read_many(self.con, [(p, r.source_file, r.logical_date.isoformat()) for p, r in ready],
-                          self.contract, "many__read")
+                          self.contract, Temp.MANY_READ)
         if taken:
             name = self.contract.single.name
-            self.con.execute(f"insert into acc__{name} by name select * from many__read")
+            self.con.execute(f"insert into {Temp.accepted(name)} by name select * from {Temp.MANY_READ}")
         for label, (result, count) in taken.items():
             row = self.rows[label]
             try:
                 self._take(row, result, {result_table: count for result_table in result.tables})
                 row.status = READ
             except BadInput as error:
-                self.con.execute(f"delete from acc__{self.contract.single.name} where _source_file = ?", [label])
+                self.con.execute(f"delete from {Temp.accepted(self.contract.single.name)} where _source_file = ?", [label])
                 row.status, row.reason = FAILED, str(error)
         return set(taken)
 
@@ -233,7 +232,7 @@ class Batch:
         for (name, select), arrows in self.pending.items():
             self.con.register("pending_arrow", pa.concat_tables(arrows))
             try:
-                self.con.execute(f"insert into acc__{name} by name select {select}, _source_line, _source_member, "
+                self.con.execute(f"insert into {Temp.accepted(name)} by name select {select}, _source_line, _source_member, "
                                  f"_source_file, _landing_date from pending_arrow")
             finally:
                 self.con.unregister("pending_arrow")
@@ -302,15 +301,15 @@ class Batch:
                 references = {}
                 for column, target in table.references.items():
                     other, _, other_column = target.partition(".")
-                    references[column] = (f"acc__{other}", other_column)
-                _, _, changed = checks.split(con, table, f"acc__{table.name}", f"rej__{table.name}",
+                    references[column] = (Temp.accepted(other), other_column)
+                _, _, changed = checks.split(con, table, Temp.accepted(table.name), Temp.rejected(table.name),
                                              suites[table.name], self.key, references)
                 for source_file, reason in changed.items():  # the drift policy: a changed type blocks
                     blocked.setdefault(source_file, reason)
                     self.drifted.add(source_file)
-                history.profile(con, table, suites[table.name], f"clean__{table.name}", f"quarantined__{table.name}")
-                present, = con.execute(f"select count(*) from clean__{table.name}").fetchone()
-                if not present and not con.execute(f"select count(*) from acc__{table.name}").fetchone()[0]:
+                history.profile(con, table, suites[table.name], Temp.clean(table.name), Temp.quarantined(table.name))
+                present, = con.execute(f"select count(*) from {Temp.clean(table.name)}").fetchone()
+                if not present and not con.execute(f"select count(*) from {Temp.accepted(table.name)}").fetchone()[0]:
                     continue  # no file of the batch holds this table
                 outcome = self._gate(table, None)
                 outcomes.append(outcome)
@@ -323,9 +322,9 @@ class Batch:
             self._count(blocked)
             for table in contract.tables:  # the days that publish, against the feed's own past
                 if blocked:
-                    con.execute(f"delete from profiles__{table.name} where source_file in "
+                    con.execute(f"delete from {Temp.profiles(table.name)} where source_file in "
                                 f"({', '.join(checks.literal(f) for f in blocked)})")
-                results += history.check(con, table, suites[table.name], f"profiles__{table.name}")
+                results += history.check(con, table, suites[table.name], Temp.profiles(table.name))
         snapshot = self._publish(blocked)
         for row in self.rows.values():
             if row.status == FAILED:
@@ -348,14 +347,14 @@ class Batch:
                             if c.type == "INTEGER" and c.name not in table.pii else checks.ident(c.name)
                             for c in table.published_columns)
         # Through Arrow: DuckDB's own .df() takes ~10x longer on text columns (pandas 3 strings).
-        return self.con.execute(f"select {columns}, _source_file from clean__{table.name} {where}").to_arrow_table().to_pandas()
+        return self.con.execute(f"select {columns}, _source_file from {Temp.clean(table.name)} {where}").to_arrow_table().to_pandas()
 
     def _gate(self, table: Table, source_file: str | None) -> gate.GateOutcome:
         return gate.validate(table, self._frame(table, source_file), self.batch_id, self.root)
 
     def _blame(self, table: Table, outcome: gate.GateOutcome, outcomes: list) -> dict[str, str]:
         """The files whose records made the gate refuse the batch: each is gated alone."""
-        files = [f for (f,) in self.con.execute(f"select distinct _source_file from clean__{table.name} order by 1").fetchall()]
+        files = [f for (f,) in self.con.execute(f"select distinct _source_file from {Temp.clean(table.name)} order by 1").fetchall()]
         summary = outcome.summary(outcome.blocking_failures)
         if len(files) <= 1:
             return {f: self._blocked_reason(f, table, summary, outcome.data_docs) for f in files}
@@ -386,9 +385,9 @@ class Batch:
         for table in self.contract.tables:
             counts = self.con.execute(
                 f"""select _source_file, sum(published), sum(quarantined) from (
-                        select _source_file, count(*) as published, 0 as quarantined from clean__{table.name} group by 1
+                        select _source_file, count(*) as published, 0 as quarantined from {Temp.clean(table.name)} group by 1
                         union all
-                        select _source_file, 0, count(*) from quarantined__{table.name} group by 1)
+                        select _source_file, 0, count(*) from {Temp.quarantined(table.name)} group by 1)
                     group by 1""").fetchall()
             for source_file, published, quarantined in counts:
                 row = self.rows[source_file]
@@ -402,7 +401,7 @@ class Batch:
             row.rows_in = row.rows_published + row.rows_quarantined
             if row.rows_quarantined:
                 rules = self.con.execute(
-                    " union all ".join(f"select _rule from quarantined__{t.name} where _source_file = ?"
+                    " union all ".join(f"select _rule from {Temp.quarantined(t.name)} where _source_file = ?"
                                        for t in self.contract.tables).join(["select _rule, count(*) from (", ") group by 1 order by 2 desc, 1"]),
                     [row.source_file] * len(self.contract.tables)).fetchall()
                 self.notes.setdefault(row.source_file, []).insert(
@@ -413,33 +412,34 @@ class Batch:
         A blocked file's records all go to quarantine; silver keeps what it had of that file."""
         con, contract = self.con, self.contract
         files = [r.source_file for r in self.rows.values() if r.status != FAILED]
-        con.execute("create or replace temp table batch_files (_source_file varchar, blocked boolean, reason varchar, "
+        files_table = Temp.BATCH_FILES
+        con.execute(f"create or replace temp table {files_table} (_source_file varchar, blocked boolean, reason varchar, "
                     "rule varchar)")
         # One statement (executemany is one per row: 1.5 s for a month of GTFS-Realtime files).
-        insert_rows(con, "batch_files", ["_source_file", "blocked", "reason", "rule"],
+        insert_rows(con, files_table, ["_source_file", "blocked", "reason", "rule"],
                     [(f, f in blocked, blocked.get(f), "schema" if f in self.drifted else "gate") for f in files])
         batch = checks.literal(self.batch_id)
 
         def statements() -> None:
             for table in contract.tables:
-                ensure_tables(con, table)
-                for schema in ("silver", "quarantine"):
-                    con.execute(f"delete from {schema}.{table.silver} where _source_file in "
-                                f"(select _source_file from batch_files where {'not blocked' if schema == 'silver' else 'true'})")
-                con.execute(f"insert into silver.{table.silver} by name select {batch} as _batch_id, * from clean__{table.name} "
-                            f"where _source_file in (select _source_file from batch_files where not blocked)")
+                schema.ensure_tables(con, table)
+                for layer in ("silver", "quarantine"):
+                    con.execute(f"delete from {layer}.{table.silver} where _source_file in "
+                                f"(select _source_file from {files_table} where {'not blocked' if layer == 'silver' else 'true'})")
+                con.execute(f"insert into silver.{table.silver} by name select {batch} as _batch_id, * from {Temp.clean(table.name)} "
+                            f"where _source_file in (select _source_file from {files_table} where not blocked)")
                 text = ", ".join(f"cast({checks.ident(c.name)} as varchar) as {checks.ident(c.name)}" for c in table.published_columns)
                 con.execute(f"""insert into quarantine.{table.silver} by name
-                    select {batch} as _batch_id, * from quarantined__{table.name}
+                    select {batch} as _batch_id, * from {Temp.quarantined(table.name)}
                     union all by name
                     select {batch} as _batch_id, c._source_file, c._landing_date, c._source_line, c._source_member,
                            b.rule as _rule, b.reason as _reason, {text}
-                    from clean__{table.name} c join batch_files b using (_source_file) where b.blocked""")
+                    from {Temp.clean(table.name)} c join {files_table} b using (_source_file) where b.blocked""")
             con.execute("delete from ops.file_profiles where feed = ? and source_file in "
-                        "(select _source_file from batch_files where not blocked)", [contract.feed])
+                        f"(select _source_file from {files_table} where not blocked)", [contract.feed])
             for table in contract.tables:
                 con.execute(f"insert into ops.file_profiles by name select ? as feed, ? as table_name, "
-                            f"{batch} as batch_id, * from profiles__{table.name}", [contract.feed, table.name])
+                            f"{batch} as batch_id, * from {Temp.profiles(table.name)}", [contract.feed, table.name])
             con.execute(f"call {settings.LAKE_ALIAS}.set_commit_message('qala', ?, extra_info => ?)",
                         [f"publish {self.batch_id}", json.dumps({"batch_id": self.batch_id, "files": len(files)})])
 
@@ -459,18 +459,6 @@ class Batch:
                 row.tables = {}
                 row.reason = row.reason or "not loaded: its batch stopped on an unexpected error (the task retries)"
         record(self.con, list(self.rows.values()), gate_results, self.root)
-
-
-def ensure_tables(con: duckdb.DuckDBPyConnection, table: Table) -> None:
-    published_types = {c.name: ("BIGINT" if table.pii.get(c.name) == "year" else
-                                "VARCHAR" if table.pii.get(c.name) == "hash" else c.type)
-                       for c in table.published_columns}
-    lineage = ", ".join(f"{name} {kind}" for name, kind in LINEAGE.items())
-    columns = ", ".join(f"{checks.ident(n)} {t}" for n, t in published_types.items())
-    text_columns = ", ".join(f"{checks.ident(c.name)} varchar" for c in table.published_columns)
-    con.execute(f"create table if not exists silver.{table.silver} ({columns}, {lineage})")
-    con.execute(f"create table if not exists quarantine.{table.silver} "
-                f"({lineage}, _rule varchar, _reason varchar, _raw_line varchar, {text_columns})")
 
 
 def _sha256(path: Path) -> str:
