@@ -176,6 +176,11 @@ create table if not exists ops.gate_results (
 
 
 # --- the temp tables of one batch's load ------------------------------------------------------------
+def _per_table(prefix: str):
+    """`<prefix>__<contract table name>`."""
+    return staticmethod(lambda table: f"{prefix}__{table}")
+
+
 class Temp:
     """The temp tables a batch passes between the load's steps, per contract table name:
 
@@ -190,23 +195,8 @@ class Temp:
 
     MANY_READ = "many__read"
     BATCH_FILES = "batch_files"
-
-    @staticmethod
-    def accepted(table: str) -> str:
-        return f"acc__{table}"
-
-    @staticmethod
-    def rejected(table: str) -> str:
-        return f"rej__{table}"
-
-    @staticmethod
-    def clean(table: str) -> str:
-        return f"clean__{table}"
-
-    @staticmethod
-    def quarantined(table: str) -> str:
-        return f"quarantined__{table}"
-
-    @staticmethod
-    def profiles(table: str) -> str:
-        return f"profiles__{table}"
+    accepted = _per_table("acc")
+    rejected = _per_table("rej")
+    clean = _per_table("clean")
+    quarantined = _per_table("quarantined")
+    profiles = _per_table("profiles")

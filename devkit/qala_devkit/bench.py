@@ -202,11 +202,11 @@ def duckdb_floor(fmt: dict, files: list[str], out: str) -> dict:
 # Stages of the load path and the function that does each (module, attribute). When they nest
 # (the ledger commits through lake.commit), the outermost one takes the time.
 STAGES = (("attach", "transforms.lake", "ensure_lake"), ("attach", "transforms.lake", "connect"),
-          ("sha256", "transforms.load", "_sha256"), ("read", "transforms.load", "Batch._read"),
-          ("checks", "transforms.checks", "split"), ("pandas", "transforms.load", "Batch._frame"),
-          ("GX gate", "transforms.gate", "validate"), ("count", "transforms.load", "Batch._count"),
+          ("sha256", "transforms.load.read", "sha256"), ("read", "transforms.load.read", "read_file"),
+          ("checks", "transforms.checks", "split"), ("pandas", "transforms.load.gating", "frame"),
+          ("GX gate", "transforms.gate", "validate"), ("count", "transforms.load.check", "count"),
           ("history", "transforms.history", "profile"), ("history", "transforms.history", "check"),
-          ("publish", "transforms.lake", "commit"), ("ledger", "transforms.load", "record"),
+          ("publish", "transforms.lake", "commit"), ("ledger", "transforms.ledger", "record"),
           ("docs", "transforms.gate", "build_data_docs"))
 STAGE_NAMES = list(dict.fromkeys(name for name, _, _ in STAGES))
 

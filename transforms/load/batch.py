@@ -1,0 +1,120 @@
+"""`Batch`: the one object a batch's load carries from step to step (see the package docstring):
+its files and their ledger rows, its notes, the files it blocks and why, the gate's results and
+Data Docs pages, on one DuckDB connection whose temp tables (`schema.Temp`) hold its records.
+`load` runs the steps in order; `finish` is the last one, the ledger, reached whatever happened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+from transforms import lake, ledger, settings
+from transforms.contract import Contract
+from transforms.errors import BadInput
+from transforms.ledger import FAILED, LedgerRow
+from transforms.pseudonymise import hmac_key
+
+READ = "read"  # a file read whole, waiting for its batch's checks and gate
+
+
+def landing_date_of(path: Path) -> date:
+    """Files land in landing/<domain>/<feed>/<YYYY-MM-DD>/."""
+    return date.fromisoformat(path.parent.name)
+
+
+class Batch:
+    """Landed files of one feed checked, gated and published together."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, contract: Contract, paths: list[Path], run_id: str | None,
+                 root: Path):
+        self.con, self.contract, self.paths, self.root = con, contract, paths, root
+        first, last = landing_date_of(paths[0]), landing_date_of(paths[-1])
+        span = f"{first:%Y%m%d}" + (f"-{last:%Y%m%d}" if last != first else "")
+        self.batch_id = f"{contract.table}-{span}-{uuid.uuid4().hex[:8]}"
+        self.run_id = run_id
+        self.key = hmac_key(root)
+        self.suites: dict[str, dict] = {}  # table → its GX suite (and history section)
+        # per file (its label): the ledger row, the notes its reason will carry
+        self.rows: dict[str, LedgerRow] = {}
+        self.notes: dict[str, list[str]] = {}
+        self.pending: dict[tuple[str, str], list] = {}  # Arrow records per (table, select), read.py
+        self.blocked: dict[str, str] = {}  # file → why it is blocked (the first reason found)
+        self.drifted: set[str] = set()  # files blocked because a column changed type
+        self.results: list[dict] = []  # gate and history results, for ops.gate_results
+        self.pages: list[str] = []  # Data Docs pages of the gate's validations
+        self.outcomes: list = []  # every GX validation of the load (Data Docs are built once per load)
+
+    def label(self, path: Path) -> str:
+        resolved = path.resolve()
+        return str(resolved.relative_to(self.root)) if resolved.is_relative_to(self.root) else str(path)
+
+    def new_row(self, path: Path) -> LedgerRow:
+        row = LedgerRow(batch_id=self.batch_id, feed=self.contract.feed, logical_date=landing_date_of(path),
+                        source_file=self.label(path), started_at=datetime.now(timezone.utc), run_id=self.run_id)
+        self.rows[row.source_file] = row
+        return row
+
+    def readable(self) -> list[LedgerRow]:
+        return [r for r in self.rows.values() if r.status != FAILED]
+
+    def load(self, outcomes: list) -> list[LedgerRow]:
+        """The steps, in order; every file ends with its ledger row."""
+        from transforms.load import check, gating, publish, read
+
+        self.outcomes = outcomes
+        with lake.off_lake(self.con):  # reading touches temp tables only
+            read.read_files(self)
+        readable = self.readable()
+        if readable:
+            try:
+                self.suites = {t.name: t.suite() for t in self.contract.tables}
+                with lake.off_lake(self.con):  # the checks and the gate work on temp tables only
+                    for table in self.contract.tables:
+                        if check.check_table(self, table):
+                            gating.gate_table(self, table)
+                    check.count(self)
+                    check.history_checks(self)
+                publish.publish(self)
+            except Exception as error:
+                for row in readable:
+                    row.status, row.reason = FAILED, f"unexpected {type(error).__name__} (the task retries): {error}"
+                    row.rows_in = row.rows_published = row.rows_quarantined = 0
+                self.results = []
+                self.finish()
+                raise
+        self.finish()
+        return list(self.rows.values())
+
+    def attempt(self, row: LedgerRow | None, step: Callable):
+        """Run one step of reading; a file's own fault fails that file (its ledger row says why)."""
+        try:
+            return step()
+        except Exception as error:
+            if row is not None and isinstance(error, (BadInput, FileNotFoundError)):
+                row.status = FAILED
+                row.reason = (str(error) if isinstance(error, BadInput) else
+                              f"{row.source_file}: [missing] {error.strerror}")
+                return None
+            # Not the file's fault (lock, disk, a bug): recorded, then raised so Airflow retries.
+            if row is not None:
+                row.reason = f"unexpected {type(error).__name__} (the task retries): {error}"
+            self.results = []
+            self.finish()
+            raise
+
+    def finish(self) -> None:
+        """The last step: every file's ledger row, and the gate's results, in one lake transaction."""
+        self.con.execute(f"USE {settings.LAKE_ALIAS}")  # also when a failure cut `off_lake` short
+        now = datetime.now(timezone.utc)
+        for row in self.rows.values():
+            row.finished_at = now
+            if row.status == FAILED:
+                row.rows_in = row.rows_published = row.rows_quarantined = 0
+                row.tables = {}
+                row.reason = row.reason or "not loaded: its batch stopped on an unexpected error (the task retries)"
+        ledger.record(self.con, list(self.rows.values()), self.results, self.root)
