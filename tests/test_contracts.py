@@ -124,3 +124,15 @@ def test_the_format_model_names_every_reader():
     from transforms.readers import _MODULES
 
     assert set(typing.get_args(FormatSpec.model_fields["type"].annotation)) == set(_MODULES)
+
+
+def test_a_cross_key_problem_of_a_several_table_feed_names_its_line(tmp_path):
+    (tmp_path / "transport").mkdir()
+    path = tmp_path / "transport" / "gtfs_static.yaml"
+    text = (settings.CONTRACTS_DIR / "transport" / "gtfs_static.yaml").read_text(encoding="utf-8").replace(
+        "agency_id: agency.agency_id", "agency_id: agency.agency_code", 1)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(
+            f"contract {path} line {_line_of(text, 'agency.agency_code')}: table routes: reference agency_id → "
+            "agency.agency_code: no such table column")):
+        parse_contract(path)
