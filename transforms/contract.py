@@ -266,8 +266,22 @@ class Table:
         return parse_suite(self.suite_path)
 
 
+class FeedNamed:
+    """`domain` and `name` of the `<domain>/<feed>` in `self.feed` (a contract, a simulator's day)."""
+
+    feed: str
+
+    @property
+    def domain(self) -> str:
+        return self.feed.split("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.feed.split("/")[1]
+
+
 @dataclass(frozen=True)
-class Contract:
+class Contract(FeedNamed):
     feed: str
     title: str
     format: dict
@@ -282,13 +296,6 @@ class Contract:
     load_weight: int = 1
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
-    @property
-    def domain(self) -> str:
-        return self.feed.split("/")[0]
-
-    @property
-    def name(self) -> str:
-        return self.feed.split("/")[1]
 
     @property
     def table(self) -> str:

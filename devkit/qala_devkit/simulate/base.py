@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from transforms.contract import FeedNamed
 from transforms.settings import landing_dir, simulator_dir, write_atomic  # noqa: F401 (simulators import it here)
 from qala_devkit.simulate.people import break_check_digit
 from qala_devkit.simulate.world import rng_for
@@ -74,7 +75,7 @@ class Defect:
 
 
 @dataclass
-class DayContext:
+class DayContext(FeedNamed):
     """One feed on one day: where to write, the randomness, and the defect log."""
 
     root: Path
@@ -88,14 +89,6 @@ class DayContext:
     # also lands on it the build in force, as a new subscriber downloads the current feed.
     first_day: date | None = None
     defects: list[Defect] = field(default_factory=list)
-
-    @property
-    def domain(self) -> str:
-        return self.feed.split("/")[0]
-
-    @property
-    def name(self) -> str:
-        return self.feed.split("/")[1]
 
     def rng(self, stream: str = "", day: date | None = None) -> np.random.Generator:
         """The random stream `stream` of this feed on `day` (default: this day).
