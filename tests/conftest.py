@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from transforms import lake
+from transforms.load import LoadFailure, load_files
 
 # Test tiers. `make test-fast` runs what needs no Airflow, no browser and no dbt build (a few
 # minutes: readers, row checks, the load path into a real DuckLake with the real GX gate, the
@@ -58,6 +59,14 @@ def land(root: Path, day: str, name: str, content: bytes | str, feed: str = "saf
     path = folder / name
     path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
     return path
+
+
+def failure_of(feed: str, path: Path) -> str:
+    with pytest.raises(LoadFailure) as failure:
+        load_files(feed, [path], run_id="r")
+    (row,) = failure.value.rows
+    assert row.status == "failed" and (row.rows_in, row.rows_published) == (0, 0)
+    return str(failure.value)
 
 
 def accident_rows(n: int, day: str = "2025-03-01", prefix: str = "RA", kato: str = "710110000") -> str:

@@ -21,8 +21,7 @@ from pathlib import Path
 
 from transforms import settings
 from transforms.airflow_api import AirflowApi
-from transforms.airflow_secrets import (ADMIN, admin_password, airflow_home, create_admin_password,
-                                        passwords_file, secret)
+from transforms.airflow_secrets import ADMIN, admin_password, airflow_home, create_admin_password, secret
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 # The scheduler's LocalExecutor forks its workers, and each worker forks the process of every task

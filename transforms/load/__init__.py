@@ -46,6 +46,9 @@ from transforms import gate, lake, settings
 from transforms.contract import load_contract
 from transforms.ledger import PUBLISHED, LedgerRow
 from transforms.load.batch import Batch, landing_date_of
+# The steps, imported with the package: the warm Airflow scheduler (orchestrate.py) imports
+# transforms.load once, and every task process it forks starts with them.
+from transforms.load import check, gating, publish, read  # noqa: E402,F401
 
 __all__ = ["BATCH_BYTES", "BATCH_DAYS", "Batch", "LoadFailure", "batches", "landing_date_of", "load_files"]
 
