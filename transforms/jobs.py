@@ -3,7 +3,7 @@ each domain's ingest DAG over landing days), `backfill` (an Airflow backfill of 
 building the KPIs once. `qala` (transforms/cli.py) parses arguments and calls one of these; the
 devkit's `qala run` simulates and then calls `ingest` with `build_once`.
 
-Airflow is driven from outside through its REST API (transforms/orchestrate.py); what each run
+Airflow is driven from outside through its REST API (airflow_api.py; orchestrate.py starts the embedded one); what each run
 loaded is read back from the ledger and printed per feed and status, so the console says which
 files did not publish and why.
 """
