@@ -100,8 +100,6 @@ def off_lake(con: duckdb.DuckDBPyConnection):
         con.execute(f"USE {settings.LAKE_ALIAS}")
 
 
-
-
 def ensure_lake(root: Path | None = None) -> None:
     """Create the lake of a fresh warehouse: catalog, data path, schemas, the tables of transforms/schema.py
     (ops, every feed's silver and quarantine), attach.sql."""

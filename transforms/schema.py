@@ -52,7 +52,7 @@ def literal(value) -> str:
 
 
 def _columns_sql(columns: dict[str, str]) -> str:
-    return ", ".join(f"{ident(name) if not name.startswith('_') else name} {kind}" for name, kind in columns.items())
+    return ", ".join(f"{ident(name)} {kind}" for name, kind in columns.items())
 
 
 # --- silver and quarantine -----------------------------------------------------------------------
