@@ -27,13 +27,18 @@ def silver_asset(feed: str) -> Asset:
     return Asset(name=f"silver.{contract.table}", uri=f"qala://lake/silver/{contract.table}")
 
 
+def _window(context) -> tuple:
+    from transforms.runs import landing_window
+
+    return landing_window(context["dag_run"].conf, context.get("data_interval_start"),
+                          context.get("data_interval_end"), context.get("logical_date"))
+
+
 @task
 def find_landed_files(feed: str) -> list[list[str]]:
-    from transforms.runs import group_files, landed_files, landing_window
+    from transforms.runs import group_files, landed_files
 
-    context = get_current_context()
-    first, last = landing_window(context["dag_run"].conf, context.get("data_interval_start"),
-                                 context.get("data_interval_end"), context.get("logical_date"))
+    first, last = _window(get_current_context())
     files = landed_files(feed, first, last)
     log.info("%s: %d file(s) landed for %s .. %s", feed, len(files), first, last)
     if not files:
@@ -152,16 +157,18 @@ def announce(feed: str) -> dict:
 
 @task
 def check(feed: str) -> None:
-    """Fail the run, listing every file that did not publish and why (the ledger says it too).
-    It runs after every load task succeeded; a load task that itself failed fails the run
-    through this task's upstream_failed (a run's state is that of its last tasks)."""
-    from transforms.ledger import PUBLISHED, rows_for_run
+    """Fail the run when a landed file of its days has no ledger row, or did not publish, listing
+    each with why (the ledger says it too); name the files the feed does not read. It runs after
+    every load task succeeded; a load task that itself failed fails the run through this task's
+    upstream_failed (a run's state is that of its last tasks)."""
+    from transforms.runs import verdict
 
-    failed = [r for r in rows_for_run(get_current_context()["run_id"], feed) if r["status"] != PUBLISHED]
-    if failed:
-        raise AirflowFailException("\n".join(
-            [f"{feed}: {len(failed)} file(s) not published:"]
-            + [f"  {r['status']}: {r['reason']}" for r in failed]))  # the reason names the file
+    context = get_current_context()
+    failures, remarks = verdict(feed, context["run_id"], *_window(context))
+    if remarks:
+        log.warning("%s", "\n".join(remarks))
+    if failures:
+        raise AirflowFailException("\n".join(failures + remarks))  # each reason names its file
 
 
 def ingest_dag(domain: str):
@@ -194,7 +201,8 @@ Loads the landed exports of {', '.join(f'`{f}`' for f in feeds)} into the lake.
 
 Per feed: `find_landed_files` → `load` (mapped: one task for a day's files; a range of days is
 cut into at most `QALA_MAX_LOAD_TASKS` tasks) → `announce` (emits the feed's silver Asset if
-anything was published) and `check` (fails the run listing every file that did not publish).
+anything was published) and `check` (fails the run listing every landed file that did not publish or
+has no ledger row; names the files the feed does not read, whose `not_read` rows say why).
 A load task's files are checked, gated and published in batches (a day, or up to a month in a
 history run): one lake transaction each; every file has its row in `ops.load_ledger`, which
 says why when it did not publish.

@@ -146,14 +146,17 @@ def test_make_ingest_on_an_empty_warehouse_fails_only_the_bad_file(tmp_path, mai
     root = tmp_path / "fresh"  # nothing exists yet: no lake, no Airflow state
     land(root, "2025-03-01", "a_good.csv", HEADER + "\n" + accident_rows(15))
     land(root, "2025-03-01", "b_bad.csv", b"\x00\x01garbage" * 100)
+    land(root, "2025-03-01", "desktop.ini", "[.ShellClassInfo]\r\n")  # a stray: not read, but accounted for
     port = str(8990 + os.getpid() % 9)
     result = make("ingest", root, DOMAIN="safety", DATE="2025-03-01", QALA_AIRFLOW_PORT=port)
     assert result.returncode != 0
     assert "1 file(s) failed" in result.stdout
     assert "✗ landing/safety/road_accidents/2025-03-01/b_bad.csv: [format] binary file" in result.stdout
+    stray = "landing/safety/road_accidents/2025-03-01/desktop.ini"
+    assert f"· {stray}: not read: not a file this feed reads (its contract takes *.csv)" in result.stdout
     assert query(root, "select source_file, status from ops.load_ledger order by 1") == [
         ("landing/safety/road_accidents/2025-03-01/a_good.csv", "published"),
-        ("landing/safety/road_accidents/2025-03-01/b_bad.csv", "failed")]
+        ("landing/safety/road_accidents/2025-03-01/b_bad.csv", "failed"), (stray, "not_read")]
     assert query(root, "select count(*) from silver.safety__road_accidents") == [(15,)]
     run_id, = query(root, "select distinct run_id from ops.load_ledger")[0]
     states = subprocess.run(
@@ -170,9 +173,11 @@ def test_make_ingest_on_an_empty_warehouse_fails_only_the_bad_file(tmp_path, mai
     # SMTP connection, each naming the file, its status and why.
     alert, = alerts.read(root)
     assert (alert["dag_id"], alert["run_id"], alert["task_id"]) == ("ingest_safety", run_id, "road_accidents.check")
-    bad, = alert["files_not_published"]
+    bad, unread = alert["files_not_published"]
     assert bad["source_file"] == "landing/safety/road_accidents/2025-03-01/b_bad.csv" and bad["status"] == "failed"
     assert "[format] binary file" in bad["reason"] and "b_bad.csv" in alert["error"]
+    # The check's error names the stray file too, as a file this feed does not read.
+    assert (unread["source_file"], unread["status"]) == (stray, "not_read") and f"not_read: {stray}" in alert["error"]
     (recipients, message), = mailbox
     assert recipients == ["oncall@example.kz"] and message["From"] == "qala@example.kz"
     assert message["Subject"] == f"[Qala] ingest_safety: road_accidents.check failed ({run_id})"

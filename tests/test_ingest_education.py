@@ -276,9 +276,10 @@ def test_a_member_without_a_required_column_is_refused_naming_the_member(warehou
                       "missing from the header: familyName.")
 
 
-def test_an_empty_member_is_refused_naming_the_member(warehouse):
-    reason = refused(ROSTER, land_roster(warehouse, bulk_1_2(enrollments="")))
-    assert reason == f"landing/{ROSTER}/{DAY}/roster.zip!enrollments.csv: [format] empty file (0 bytes)"
+def test_an_empty_member_never_blocks_the_others_and_is_noted(warehouse):
+    (row,) = load_files(ROSTER, [land_roster(warehouse, bulk_1_2(enrollments=""))])
+    assert row.status == "published" and "enrollments" not in row.tables and row.tables["users"]["published"] > 0
+    assert "enrollments.csv is marked bulk but holds no records: as a bulk it would empty the table" in row.reason
 
 
 # --- first-grade applications and the kindergarten queue -----------------------------------------

@@ -78,7 +78,9 @@ class FormatSpec(_Spec):
 
     type: Literal["csv", "jsonl", "json", "open311", "gtfs_static", "gtfs_rt", "fhir_bulk", "oneroster"] = Field(
         description="The reader (transforms/readers/)")
-    files: StrictStr = Field("*", description="Glob of the landed files of one day (under landing/<feed>/<day>/)")
+    files: StrictStr = Field("*", description="Glob of the landed files of one day (under landing/<feed>/<day>/) "
+                                              "the feed reads; any other landed file gets a `not_read` ledger row "
+                                              "saying so (fhir_bulk: its manifests, and NDJSON files without one)")
     delimiter: StrictStr | None = Field(None, description="csv: the field separator (reader's default: `,`)")
     encodings: list[StrictStr] | None = Field(
         None, description="csv, gtfs_static, oneroster: encodings tried in order (reader's default: utf-8)")

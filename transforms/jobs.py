@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from transforms import lake, settings
 from transforms.contract import all_feeds
-from transforms.ledger import PUBLISHED, rows_for_run
+from transforms.ledger import NOT_READ, PUBLISHED, rows_for_run
 
 
 def init(root: Path) -> str | None:
@@ -41,7 +41,9 @@ def print_ledger(root: Path, run_id: str) -> list[dict]:
               f"{sum(r['rows_published'] for r in group):,} published + "
               f"{sum(r['rows_quarantined'] for r in group):,} quarantined")
         for row in group:
-            if status != PUBLISHED:
+            if status == NOT_READ:
+                print(f"    · {row['reason']}")
+            elif status != PUBLISHED:
                 print(f"    ✗ {row['reason']}")
     return rows
 
@@ -51,7 +53,7 @@ def _settle(root: Path, run_ids: list[str]) -> tuple[bool, int]:
     ok, published = True, 0
     for rid in run_ids:
         rows = print_ledger(root, rid)
-        ok &= all(r["status"] == PUBLISHED for r in rows)
+        ok &= all(r["status"] in (PUBLISHED, NOT_READ) for r in rows)
         published += sum(r["status"] == PUBLISHED for r in rows)
     return ok, published
 

@@ -15,7 +15,7 @@ import duckdb
 from transforms import lake
 # The row's fields and statuses are the lake schema's (transforms/schema.py); named here too for the
 # load path and the commands, which speak of the ledger.
-from transforms.schema import BLOCKED, FAILED, PUBLISHED, LedgerRow, ledger_columns  # noqa: F401
+from transforms.schema import BLOCKED, FAILED, NOT_READ, PUBLISHED, LedgerRow, ledger_columns  # noqa: F401
 
 _COLUMNS = ledger_columns()
 

@@ -41,8 +41,9 @@ def landing_window(conf: dict | None, interval_start: datetime | None, interval_
 
 
 def landed_files(feed: str, first: date, last: date, root: Path | None = None) -> list[Path]:
+    """Every file landed in the feed's day folders from `first` to `last`: what a run loads and
+    must account for (the loader sorts them: `readers.sort_landed`)."""
     contract = load_contract(feed)
-    pattern = contract.format.get("files", "*")
     base = settings.landing_dir(contract.domain, contract.name, root=root)
     found = []
     for folder in sorted(base.glob("????-??-??")) if base.exists() else []:
@@ -51,20 +52,68 @@ def landed_files(feed: str, first: date, last: date, root: Path | None = None) -
         except ValueError:
             continue
         if first <= day <= last:
-            found += sorted(p for p in folder.glob(pattern) if p.is_file())
+            found += sorted(p for p in folder.iterdir() if p.is_file())
     return found
+
+
+def batch_files(feed: str, first: date, last: date, root: Path | None = None) -> list[Path]:
+    """The landed files the feed reads as batches (each with its own ledger row): for most feeds
+    the files its contract's `format.files` matches; for FHIR the manifests, or the NDJSON files
+    of an export without one."""
+    from transforms.readers import sort_landed
+
+    return sort_landed(load_contract(feed), landed_files(feed, first, last, root)).batches
+
+
+def unaccounted(feed: str, files: list[Path], ledger_files: set[str], root: Path | None = None) -> list[str]:
+    """The landed `files` that no ledger row accounts for: neither a row of their own in
+    `ledger_files` (the source files of the run's rows), nor a row of the manifest that lists
+    them. A run that leaves any is a failed run."""
+    from transforms.readers import sort_landed
+
+    landed = sort_landed(load_contract(feed), files)
+    missing = []
+    for path in files:
+        label = settings.label_of(path, root)
+        owner = landed.members.get(path)
+        if label not in ledger_files and (owner is None or settings.label_of(owner, root) not in ledger_files):
+            missing.append(label)
+    return missing
+
+
+def verdict(feed: str, run_id: str, first: date, last: date, root: Path | None = None) -> tuple[list[str], list[str]]:
+    """What a run's `check` says of a feed: (failures, remarks). A failure is a landed file left
+    without a ledger row, or one that failed or was blocked; a remark is a file the feed does not
+    read (its `not_read` row says why: a misnamed export is lost data until someone looks)."""
+    from transforms.ledger import NOT_READ, PUBLISHED, rows_for_run
+
+    rows = rows_for_run(run_id, feed, root)
+    files = landed_files(feed, first, last, root)
+    failures = [f"  no ledger row: {label}" for label in unaccounted(feed, files, {r["source_file"] for r in rows}, root)]
+    failures += [f"  {r['status']}: {r['reason']}" for r in rows if r["status"] not in (PUBLISHED, NOT_READ)]
+    remarks = [f"  {NOT_READ}: {r['reason']}" for r in rows if r["status"] == NOT_READ]
+    if failures:
+        failures.insert(0, f"{feed}: {len(failures)} landed file(s) not published or not accounted for:")
+    if remarks:
+        remarks.insert(0, f"{feed}: {len(remarks)} landed file(s) this feed does not read:")
+    return failures, remarks
 
 
 def group_files(files: list[Path], first: date, last: date) -> list[list[str]]:
     """The load tasks of a run: one for a single landing day (its files are one batch); for a
-    range of days, at most MAX_LOAD_TASKS contiguous groups of near-equal size."""
+    range of days, at most MAX_LOAD_TASKS contiguous groups of near-equal size, never cutting a
+    day (a FHIR manifest and the files it lists load together)."""
     if not files:
         return []
-    groups = 1 if first == last else min(MAX_LOAD_TASKS, len(files))
-    size, extra = divmod(len(files), groups)
+    days: dict[Path, list[Path]] = {}
+    for path in files:
+        days.setdefault(path.parent, []).append(path)
+    folders = list(days.values())
+    groups = 1 if first == last else min(MAX_LOAD_TASKS, len(folders))
+    size, extra = divmod(len(folders), groups)
     out, start = [], 0
     for index in range(groups):
         end = start + size + (1 if index < extra else 0)
-        out.append([str(p) for p in files[start:end]])
+        out.append([str(p) for folder in folders[start:end] for p in folder])
         start = end
     return out

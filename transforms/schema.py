@@ -93,6 +93,9 @@ def ensure_feed_tables(con: duckdb.DuckDBPyConnection, catalog: str) -> None:
 
 # --- ops -------------------------------------------------------------------------------------------
 PUBLISHED, BLOCKED, FAILED = "published", "blocked", "failed"
+# A landed file the feed does not read (a stray desktop.ini, an NDJSON file its export's manifest
+# does not list): accounted for, with the reason, and nothing of it loaded.
+NOT_READ = "not_read"
 
 
 @dataclass(kw_only=True)

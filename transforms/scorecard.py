@@ -62,6 +62,7 @@ LABELS = {
     "window": (f"Соңғы {HEALTH_DAYS} күн", f"Последние {HEALTH_DAYS} дней", f"Last {HEALTH_DAYS} days"),
     "blocked_batches": ("бұғатталған партиялар", "заблокированных партий", "blocked batches"),
     "quarantined": ("карантиндегі жолдар", "строк в карантине", "rows quarantined"),
+    "not_read": ("оқылмаған файлдар", "непрочитанных файлов", "files not read"),
     "warnings": ("ескертулер", "предупреждений", "warnings"),
     "no_rows": ("Әзірге толық ай жүктелмеген.", "Полных месяцев пока не загружено.",
                 "No month is loaded whole yet."),
@@ -174,7 +175,8 @@ def gather(con) -> dict:
 
 def feed_health(con) -> dict[str, dict]:
     """Each feed's state over the last HEALTH_DAYS landing days of the lake: blocked when its newest
-    batch is not published, warnings when any batch of the window was blocked, quarantined rows or
+    batch is not published, warnings when any batch of the window was blocked, quarantined rows,
+    landed a file the feed does not read (`not_read`) or
     failed a warn expectation, else ok."""
     rows = lake.rows(con, f"""
         with newest as (select max(logical_date) - {HEALTH_DAYS} as since from ops.load_ledger),
@@ -186,16 +188,19 @@ def feed_health(con) -> dict[str, dict]:
         select l.feed,
                max(l.logical_date) filter (where l.status = 'published') as last_day,
                max(l.finished_at) as last_load,
-               arg_max(l.status, l.finished_at) as latest_status,
-               count(distinct l.batch_id) filter (where l.status <> 'published' and l.logical_date > newest.since)
-                   as blocked_batches,
+               arg_max(l.status, l.finished_at) filter (where l.status <> 'not_read') as latest_status,
+               count(distinct l.batch_id) filter (where l.status not in ('published', 'not_read')
+                                                  and l.logical_date > newest.since) as blocked_batches,
+               count(distinct l.source_file) filter (where l.status = 'not_read' and l.logical_date > newest.since)
+                   as not_read,
                coalesce(sum(l.rows_quarantined) filter (where l.logical_date > newest.since), 0) as quarantined,
                coalesce(any_value(w.warnings), 0) as warnings
         from ops.load_ledger l cross join newest left join warned w using (feed)
         group by l.feed order by l.feed""")
     for row in rows:
-        row["state"] = ("blocked" if row["latest_status"] != "published"
-                        else "warning" if row["blocked_batches"] or row["quarantined"] or row["warnings"]
+        row["state"] = ("blocked" if row["latest_status"] not in ("published", None)
+                        else "warning" if (row["blocked_batches"] or row["quarantined"] or row["warnings"]
+                                           or row["not_read"])
                         else "ok")
     return {row["feed"]: row for row in rows}
 

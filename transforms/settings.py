@@ -29,6 +29,13 @@ def landing_dir(domain: str, feed: str, day: date | None = None, root: Path | No
     return base / day.isoformat() if day else base
 
 
+def label_of(path: Path, root: Path | None = None) -> str:
+    """How the ledger names a landed file: its path under the warehouse (landing/<domain>/<feed>/<day>/<name>)."""
+    root = root or warehouse_root()
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
+
+
 def lake_dir(root: Path | None = None) -> Path:
     return (root or warehouse_root()) / "lake"
 

@@ -7,7 +7,7 @@ registers such as the programme plan stay at 1.0).
 
 Ingest, per feed: the simulator writes the week from SIMULATOR_WEEK (no defects) at the feed's
 bench scale (`ingest_scale`); then two child processes, one after the other, read exactly the
-files a daily run would find in landing/ (`transforms.runs.landed_files`):
+files a daily run would read in landing/ (`transforms.runs.batch_files`):
 
 * the DuckDB floor: vectorised DuckDB only, reading the landed data and writing it as Parquet
   (`COPY ... TO`), the least any loader of that data must do. Per format: CSV → `read_csv` of
@@ -343,7 +343,7 @@ def _data_bytes(fmt_type: str, files: list[Path]) -> int:
 def feed_bench(feed: str, scale: float, scratch: Path) -> dict:
     """Simulate the week of `feed` at `scale`, then time the floor and Qala on its landed files."""
     from transforms.contract import load_contract
-    from transforms.runs import landed_files
+    from transforms.runs import batch_files
     from qala_devkit.simulate import simulate
 
     contract = load_contract(feed)
@@ -351,7 +351,7 @@ def feed_bench(feed: str, scale: float, scratch: Path) -> dict:
     t = time.perf_counter()
     records = simulate(warehouse, SIMULATOR_WEEK, WEEK, scale=scale, seed=42, feeds=[feed], defect_rate=0)[feed]
     simulated = time.perf_counter() - t
-    files = landed_files(feed, SIMULATOR_WEEK, SIMULATOR_WEEK + timedelta(days=WEEK - 1), warehouse)
+    files = batch_files(feed, SIMULATOR_WEEK, SIMULATOR_WEEK + timedelta(days=WEEK - 1), warehouse)
     fmt_type = contract.format["type"]
     result = {"feed": feed, "scale": scale, "format": fmt_type, "files": len(files), "records": records,
               "simulated_seconds": simulated, "mb": _data_bytes(fmt_type, files) / 1e6}

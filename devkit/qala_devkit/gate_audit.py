@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from transforms import lake
+from transforms import lake, runs
 from transforms.contract import all_feeds, load_contract
 from qala_devkit.simulate.base import read_defects
 
@@ -148,7 +148,7 @@ def run(root: Path, start: date = date(2025, 3, 30), days: int = 5, scale: float
 
     simulate(root, start, days, scale=scale, seed=seed, defect_rate=defect_rate, workers=1)
     for feed in all_feeds():
-        paths = sorted((root / "landing" / feed).glob("*/" + load_contract(feed).format.get("files", "*")))
+        paths = runs.landed_files(feed, date.min, date.max, root)
         try:
             load_files(feed, paths, run_id="gate-audit", root=root)
         except LoadFailure:  # the files that failed have their ledger rows, which the audit reads

@@ -27,7 +27,9 @@ package, and the data passes between them in the temp tables `schema.Temp` names
                                each file's outcome (`published` or `blocked`)
     batch.py    Batch.finish   the ledger rows (ledger.record), whatever happened before
 
-Outcomes, one ledger row per file: `published`; `failed` (the file cannot be read as a whole:
+Outcomes, one ledger row per file: `not_read` (a landed file the feed does not read: a stray
+`desktop.ini`, an NDJSON file no manifest lists; `readers.sort_landed` says which and why; a file a
+FHIR manifest lists is read with it and counted in the manifest's row); `published`; `failed` (the file cannot be read as a whole:
 nothing of it published, the reason names the file, line and rule); `blocked` (the gate refused
 its records: they wait in quarantine with the failed expectation, silver keeps what it had).
 `load_files` raises LoadFailure after every given file has its ledger row.
@@ -36,15 +38,17 @@ its records: they wait in quarantine with the failed expectation, silver keeps w
 from __future__ import annotations
 
 import os
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
-from transforms import gate, lake, settings
+from transforms import gate, lake, ledger, settings
 from transforms.contract import load_contract
-from transforms.ledger import PUBLISHED, LedgerRow
+from transforms.ledger import BLOCKED, FAILED, NOT_READ, LedgerRow
+from transforms.readers import sort_landed
 from transforms.load.batch import Batch, landing_date_of
 # The steps, imported with the package: the warm Airflow scheduler (orchestrate.py) imports
 # transforms.load once, and every task process it forks starts with them.
@@ -64,7 +68,7 @@ class LoadFailure(Exception):
 
     @property
     def failures(self) -> list[LedgerRow]:
-        return [r for r in self.rows if r.status != PUBLISHED]
+        return [r for r in self.rows if r.status in (FAILED, BLOCKED)]
 
     def __str__(self) -> str:
         lines = [f"{len(self.failures)} file(s) not published:"]
@@ -111,8 +115,14 @@ def load_files(feed: str, paths: list[Path], run_id: str | None = None, root: Pa
     # A timestamp a source writes without an offset is local time, as the contracts say.
     con.execute(f"set TimeZone = '{settings.LOCAL_TZ}'")
     rows: list[LedgerRow] = []
+    landed = sort_landed(contract, [Path(p) for p in paths])
     try:
-        for batch in batches([Path(p) for p in paths]):
+        if landed.unread:
+            rows += not_read(con, contract, landed.unread, run_id, root)
+            for row in rows:
+                if on_batch:
+                    on_batch(row)
+        for batch in batches(landed.batches):
             done = Batch(con, contract, batch, run_id, root).load(outcomes)
             rows += done
             for row in done:
@@ -121,8 +131,22 @@ def load_files(feed: str, paths: list[Path], run_id: str | None = None, root: Pa
     finally:
         con.close()
         gate.build_data_docs(outcomes, root)
-    if any(r.status != PUBLISHED for r in rows):
+    if any(r.status in (FAILED, BLOCKED) for r in rows):
         raise LoadFailure(rows)
+    return rows
+
+
+def not_read(con, contract, unread: dict[Path, str], run_id: str | None, root: Path) -> list[LedgerRow]:
+    """The ledger rows of the landed files the feed does not read: each file named, with why."""
+    now = datetime.now(timezone.utc)
+    rows = []
+    for path, why in sorted(unread.items()):
+        label = settings.label_of(path, root)
+        rows.append(LedgerRow(batch_id=f"{contract.table}-not-read-{uuid.uuid4().hex[:8]}", feed=contract.feed,
+                              logical_date=landing_date_of(path), source_file=label, sha256=read.sha256(path),
+                              bytes=path.stat().st_size, status=NOT_READ, reason=f"{label}: not read: {why}",
+                              run_id=run_id, started_at=now, finished_at=now))
+    ledger.record(con, rows, [], root)
     return rows
 
 

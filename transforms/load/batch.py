@@ -50,8 +50,7 @@ class Batch:
         self.outcomes: list = []  # every GX validation of the load (Data Docs are built once per load)
 
     def label(self, path: Path) -> str:
-        resolved = path.resolve()
-        return str(resolved.relative_to(self.root)) if resolved.is_relative_to(self.root) else str(path)
+        return settings.label_of(path, self.root)
 
     def new_row(self, path: Path) -> LedgerRow:
         row = LedgerRow(batch_id=self.batch_id, feed=self.contract.feed, logical_date=landing_date_of(path),

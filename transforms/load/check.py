@@ -2,7 +2,8 @@
 suite, with personal identifiers replaced by their HMAC (dropped, or coarsened to the year) in the
 same DuckDB pass (`checks.split`: Temp.accepted → Temp.clean and Temp.quarantined), so no raw
 identifier reaches a table that outlives the batch; a column whose every value fails its type
-blocks its file (drift). Then each file's history profile (history.py), and, once the gate has
+blocks its file (drift), unless the file is an export of many tables (a zip), where that member's
+records are quarantined and the others publish. Then each file's history profile (history.py), and, once the gate has
 spoken, the counts per file and the history checks of the days that publish."""
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ def check_table(batch: Batch, table: Table) -> bool:
         references[column] = (Temp.accepted(other), other_column)
     _, _, changed = checks.split(con, table, Temp.accepted(table.name), Temp.rejected(table.name), suite, batch.key,
                                  references)
-    for source_file, reason in changed.items():  # the drift policy: a changed type blocks
-        batch.blocked.setdefault(source_file, reason)
+    for source_file, reason in changed.items():
+        if len(batch.contract.tables) > 1:
+            # An export of many tables (a zip): one member's column is no reason to hold back the
+            # others; its records stay quarantined, each with its rule, and the file says why.
+            batch.notes.setdefault(source_file, []).append(reason.split(": ", 1)[1] + " (records quarantined)")
+            continue
+        batch.blocked.setdefault(source_file, reason)  # the drift policy: a changed type blocks
         batch.drifted.add(source_file)
     history.profile(con, table, suite, Temp.clean(table.name), Temp.quarantined(table.name))
     present, = con.execute(f"select count(*) from {Temp.clean(table.name)}").fetchone()

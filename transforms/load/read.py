@@ -93,11 +93,14 @@ def take(batch: Batch, row: LedgerRow, result: ReadResult, counts: dict[str, int
     row.rows_skipped = sum(result.skipped.values())
     notes = list(result.notes)
     for name, read in result.tables.items():
+        where = f" ({name})" if len(contract.tables) > 1 else ""
+        if read.padded:
+            notes.append(f"{read.padded} record(s){where} omit trailing optional fields: read with NULLs for them")
         if read.extra_columns:
-            where = f" ({name})" if len(contract.tables) > 1 else ""
             notes.append(f"schema drift{where}: column(s) not in the contract kept out of silver: "
                          f"{', '.join(read.extra_columns)}")
-    total = sum(counts.values())
+    # Records of kinds the contract does not take count too: an export of them is not empty.
+    total = sum(counts.values()) + row.rows_skipped
     if total < contract.min_rows:
         raise BadInput(label, "min_rows", f"{total} record(s); the contract expects at least "
                                           f"{contract.min_rows} in every export (an empty export is a broken export)")

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
 
 
 @dataclass
@@ -36,6 +38,8 @@ class TableRead:
     header: list[str] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
     missing_optional: list[str] = field(default_factory=list)
+    # Records with fewer fields than the header, read with NULLs for the trailing fields they omit.
+    padded: int = 0
     # Instead of `relation`: the records as an Arrow table, and the SQL select list that turns
     # its columns into the contract's text columns (the loader gathers the Arrow tables of a
     # batch's files and runs the select once, not once per file).
@@ -84,3 +88,31 @@ def reader(format_type: str) -> Callable:
 def many_reader(format_type: str) -> Callable | None:
     """The format's `read_many` (many files in one scan, for the common case), if it has one."""
     return getattr(_module(format_type), "read_many", None)
+
+
+@dataclass
+class Landed:
+    """The files of landing folders, sorted by what the feed does with each: every file is in
+    exactly one of the three."""
+
+    batches: list[Path] = field(default_factory=list)  # read, each with its own ledger row
+    members: dict[Path, Path] = field(default_factory=dict)  # read as part of a batch file: file → it
+    unread: dict[Path, str] = field(default_factory=dict)  # not read by this feed: file → why
+
+
+def sort_landed(contract, files: list[Path]) -> Landed:
+    """What the feed does with each landed file: its format's `sort_landed` when it has one (a
+    FHIR export's manifest reads the files it lists), else every file the contract's `format.files`
+    glob matches is a batch file, and any other file (a stray `desktop.ini`, a `.part` left by a
+    transfer) is not read."""
+    sort = getattr(_module(contract.format["type"]), "sort_landed", None)
+    if sort is not None:
+        return sort(contract, files)
+    pattern = contract.format.get("files", "*")
+    landed = Landed()
+    for path in files:
+        if fnmatchcase(path.name, pattern):
+            landed.batches.append(path)
+        else:
+            landed.unread[path] = f"not a file this feed reads (its contract takes {pattern})"
+    return landed

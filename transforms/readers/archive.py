@@ -19,6 +19,7 @@ import contextlib
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -109,7 +110,7 @@ class Archive:
                                                                  f"{self.limits['max_uncompressed_bytes']:,} (zip bomb?)")
                     self._check_ratio(member, written, info.compress_size)
                     sink.write(chunk)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:  # CRC error, truncated data
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as error:  # CRC error, damaged or truncated data
             raise BadInput(self.label, "format", f"member {member} cannot be read: {error}") from None
         return target
 

@@ -57,7 +57,9 @@ def _read_header(path: Path, encoding: str, delimiter: str, label: str) -> list[
     if not first_line.strip():
         raise BadInput(label, "header", "the first line is empty: no header row", line=1)
     header = next(csv.reader(io.StringIO(first_line), delimiter=delimiter))
-    return [name.strip().lstrip("\ufeff") for name in header]
+    # An empty header field (a spreadsheet's trailing commas) names a column nobody can ask for:
+    # it is given a name of its own, and kept out of silver like any column the contract lacks.
+    return [name.strip().lstrip("\ufeff") or f"(unnamed column {i})" for i, name in enumerate(header, start=1)]
 
 
 def _check_header(header: list[str], table: Table, label: str, delimiter: str) -> TableRead:
@@ -107,24 +109,28 @@ def read_table(con: duckdb.DuckDBPyConnection, path: Path, table: Table, label: 
     scan = f"raw_scan__{table.name}"
     con.execute("drop table if exists csv_rejects; drop table if exists csv_reject_scans")
     with _as_utf8(path, encoding) as utf8:
-        con.execute(
-        f"""
-        create or replace temp table {scan} as
-        select * from read_csv(?, header = true, auto_detect = false, delim = ?, quote = '"',
-                               escape = '"', columns = ?, store_rejects = true,
-                               rejects_table = 'csv_rejects', rejects_scan = 'csv_reject_scans',
-                               strict_mode = true)
-        """,
-            [str(utf8), delimiter, columns],
-        )
-    renames = {c.source: c.name for c in table.columns if c.source and c.source in header}
-    _number_lines(con, path, scan, result, renames, member, header)
-    _quarantine_a_cut_last_record(con, path, encoding, result, member)
+        try:
+            con.execute(
+                f"""
+                create or replace temp table {scan} as
+                select * from read_csv(?, header = true, auto_detect = false, delim = ?, quote = '"',
+                                       escape = '"', columns = ?, store_rejects = true,
+                                       rejects_table = 'csv_rejects', rejects_scan = 'csv_reject_scans',
+                                       strict_mode = true)
+                """,
+                [str(utf8), delimiter, columns],
+            )
+        except duckdb.InvalidInputException as error:  # the parser stopped: the file, not the machinery
+            raise BadInput(label, "format", f"not readable as CSV: {str(error).splitlines()[0]}") from None
+        renames = {c.source: c.name for c in table.columns if c.source and c.source in header}
+        _number_lines(con, utf8, scan, result, renames, member, header, delimiter)
+    _cut_or_padded(con, path, header, result, renames, delimiter, member)
     return result, encoding
 
 
 def _ends_inside_a_record(path: Path) -> bool:
-    """Whether the file stops without a line break after its last record: a transfer that died."""
+    """Whether the file stops without a line break after its last record (RFC 4180 allows it:
+    such a record is complete unless something else shows the cut, see `_cut_or_padded`)."""
     with path.open("rb") as handle:
         handle.seek(0, 2)
         if handle.tell() == 0:
@@ -133,55 +139,112 @@ def _ends_inside_a_record(path: Path) -> bool:
         return handle.read(1) != b"\n"
 
 
-def _quarantine_a_cut_last_record(con: duckdb.DuckDBPyConnection, path: Path, encoding: str, result: TableRead,
-                                  member: str | None) -> None:
-    """An export that ends inside a record (no line break after it) was cut off: its last record
-    may look whole (a name cut between two letters) but cannot be trusted, so it goes to
-    quarantine with rule `truncated`, unless the parser already refused it."""
-    if not _ends_inside_a_record(path):
+# The parser's error types (DuckDB's rejects table) that a cut-off last record shows: a quote
+# left open, a UTF-8 character cut in half, fewer fields than the header.
+_CUT_EVIDENCE = ("UNQUOTED VALUE", "INVALID ENCODING", "INVALID UNICODE", "MISSING COLUMNS")
+_SHORT = "MISSING COLUMNS"
+
+
+def _cut_or_padded(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], result: TableRead,
+                   renames: dict[str, str], delimiter: str, member: str | None) -> None:
+    """The records the parser refused for having fewer fields than the header, and a cut last record.
+
+    * A bare file that ends without a line break after a record the parser refused for a quote
+      left open, a UTF-8 character cut in half or too few fields was cut off in transfer: that
+      record goes to quarantine with rule `truncated`. A last record that is whole is complete
+      (RFC 4180: the last line break is optional), and an archive's member is never cut off
+      unnoticed (the zip's CRC says so): a damaged zip fails as a zip.
+    * Every other record with fewer fields than the header omits trailing optional fields (the
+      GTFS reference and its canonical validator allow it): it is padded with NULLs and published;
+      a required value it omits is quarantined by the row checks, like an empty one.
+    """
+    short = f"reason like '{_SHORT}%'"
+    if member is None and _ends_inside_a_record(path):
+        (last_record,), = con.execute(f"select max(_source_line) from (select _source_line from {result.relation} "
+                                      f"union all select _source_line from {result.rejected})").fetchall()
+        evidence = " or ".join(f"reason like '{kind}%'" for kind in _CUT_EVIDENCE)
+        cut = con.execute(f"select reason from {result.rejected} where _source_line = ? and ({evidence})",
+                          [last_record]).fetchall()
+        if last_record is not None and cut:
+            last_line = _count_newlines(path) + 1
+            con.execute(f"update {result.rejected} set reason = ? where _source_line = ?",
+                        [f"truncated: the file ends inside this record (no line break after line {last_line}; "
+                         f"{cut[0][0].split(':')[0].lower()}): the export was cut off", last_record])
+    padded = con.execute(f"select _source_line, raw_line from {result.rejected} where {short} "
+                         f"order by _source_line").fetchall()
+    if not padded:
         return
-    (last_record,), = con.execute(f"select max(_source_line) from {result.relation}").fetchall()
-    if last_record is None:
-        return
-    (refused,), = con.execute(f"select count(*) from {result.rejected} where _source_line >= ?",
-                              [last_record]).fetchall()
-    if refused:
-        return
-    last_line = _count_newlines(path) + 1
-    with path.open("rb") as handle:
-        handle.seek(max(0, path.stat().st_size - 65536))
-        tail = handle.read().rsplit(b"\n", 1)[-1].decode(encoding, errors="replace")
-    whole = f"{result.relation}__whole"  # the records as read (a cut file is rare: copied, not renamed)
+    import pyarrow as pa
+
+    names = [c for c in header if c in renames or c in result.header]
+    positions = [header.index(c) for c in names]
+    columns: list[list] = [[] for _ in names]
+    for _, raw in padded:
+        fields = next(csv.reader(io.StringIO(raw.strip("\r\n"), newline=""), delimiter=delimiter), [])
+        for values, position in zip(columns, positions, strict=True):
+            values.append(fields[position] or None if position < len(fields) else None)
+    arrow = pa.table([pa.array(v, pa.string()) for v in columns] + [pa.array([line for line, _ in padded], pa.int64())],
+                     names=[renames.get(c, c) for c in names] + ["_source_line"])
+    whole = f"{result.relation}__whole"
     con.execute(f"create or replace temp table {whole} as select * from {result.relation}")
-    con.execute(f"create or replace temp view {result.relation} as select * from {whole} "
-                f"where _source_line <> {int(last_record)}")
-    con.execute(f"insert into {result.rejected} values (?, ?, ?, ?)",
-                [int(last_record), member, tail,
-                 f"truncated: the file ends inside this record (no line break after line {last_line}): "
-                 f"the export was cut off"])
+    con.register("csv_padded", arrow)
+    try:
+        con.execute(f"insert into {whole} by name select *, {_literal(member)} as _source_member from csv_padded")
+    finally:
+        con.unregister("csv_padded")
+    con.execute(f"create or replace temp view {result.relation} as select * from {whole} order by _source_line")
+    con.execute(f"delete from {result.rejected} where {short}")
+    result.padded = len(padded)
 
 
 @contextlib.contextmanager
 def _as_utf8(path: Path, encoding: str):
-    """The file as UTF-8: itself, or a transcoded scratch copy (same lines, same line numbers).
-    Python's codec does it at hundreds of MB/s; DuckDB's encodings extension takes 1–13 s just
-    to load."""
-    if encoding == "utf-8":
+    """The file as UTF-8 with one kind of line end: itself, or a scratch copy (same lines, same
+    line numbers). Python's codec transcodes at hundreds of MB/s; DuckDB's encodings extension
+    takes 1–13 s just to load. Line ends are made alike (CRLF → LF) only when the file mixes
+    them: DuckDB's strict parser takes the first kind it sees for every line."""
+    lf, crlf = _line_ends(path)
+    mixed = 0 < crlf < lf
+    if encoding == "utf-8" and not mixed:
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="qala-utf8-") as scratch:
         target = Path(scratch) / path.name
         with path.open("r", encoding=encoding, newline="") as source, target.open("w", encoding="utf-8", newline="") as sink:
-            shutil.copyfileobj(source, sink, _CHUNK)
+            if not mixed:
+                shutil.copyfileobj(source, sink, _CHUNK)
+            else:
+                carry = ""
+                while chunk := source.read(_CHUNK):
+                    chunk = carry + chunk
+                    carry = "\r" if chunk.endswith("\r") else ""
+                    sink.write((chunk[:-1] if carry else chunk).replace("\r\n", "\n"))
+                sink.write(carry)
         yield target
 
 
+def _line_ends(path: Path) -> tuple[int, int]:
+    """(line feeds, of which CR LF) in the file."""
+    lf = crlf = 0
+    last = b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            lf += chunk.count(b"\n")
+            crlf += chunk.count(b"\r\n") + (last == b"\r" and chunk[:1] == b"\n")
+            last = chunk[-1:]
+    return lf, crlf
+
+
 def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, scan: str, result: TableRead,
-                  renames: dict[str, str], member: str | None, text_columns: list[str]) -> None:
+                  renames: dict[str, str], member: str | None, text_columns: list[str], delimiter: str) -> None:
     """Give every record its physical line in the file (header = line 1).
 
     The scan keeps the file's record order (insertion order is preserved). Records are one
-    line each unless a quoted field holds a newline, and rejected records sit between them.
+    line each unless a quoted field holds a newline; rejected records and blank lines sit
+    between them. DuckDB numbers a rejected record by lines that do not count the newlines
+    inside quoted fields but do count blank lines: `_physical_lines` maps those numbers to the
+    file's own lines with one pass of Python's csv reader, taken only when a file is not one
+    record per line.
     """
     con.execute(
         """
@@ -203,6 +266,8 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, scan: str, result:
         # The common case: one record per line, nothing rejected.
         con.execute(f"create or replace temp view {result.relation} as "
                     f"select {select}, rowid + 2 as _source_line, {_literal(member)} as _source_member from {scan}")
+        return
+    if _map_lines(con, path, scan, result, select, member, delimiter, records):
         return
     inner_newlines = " + ".join(
         f"coalesce(length(\"{c}\") - length(replace(\"{c}\", chr(10), '')), 0)" for c in text_columns
@@ -232,6 +297,53 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, scan: str, result:
         order by accepted._order
         """
     )
+
+
+def _map_lines(con: duckdb.DuckDBPyConnection, path: Path, scan: str, result: TableRead, select: str,
+               member: str | None, delimiter: str, records: int) -> bool:
+    """Number the records from `_physical_lines`: the accepted ones are, in order, the records
+    that are neither blank nor rejected. False (nothing changed) when Python's reader does not
+    see the records DuckDB saw (a malformed file: the SQL estimate then numbers them)."""
+    import pyarrow as pa
+
+    try:
+        starts, blank = _physical_lines(path, delimiter)
+    except (csv.Error, UnicodeDecodeError):
+        return False
+    refused = {line for (line,) in con.execute(f"select _source_line from {result.rejected}").fetchall()}
+    accepted = [starts[n - 1] for n in range(2, len(starts) + 1) if n not in blank and n not in refused]
+    if len(accepted) != records or any(n > len(starts) for n in refused):
+        return False
+    con.execute(f"update {result.rejected} set _source_line = lines.physical from "
+                f"(select unnest(?::bigint[]) as logical, unnest(?::bigint[]) as physical) lines "
+                f"where {result.rejected}._source_line = lines.logical",
+                [sorted(refused), [starts[n - 1] for n in sorted(refused)]])
+    lines = f"{scan}__lines"
+    con.register("csv_lines", pa.table({"_order": pa.array(range(len(accepted)), pa.int64()),
+                                        "_source_line": pa.array(accepted, pa.int64())}))
+    try:
+        con.execute(f"create or replace temp table {lines} as select * from csv_lines")
+    finally:
+        con.unregister("csv_lines")
+    con.execute(f"create or replace temp view {result.relation} as "
+                f"select {select}, l._source_line, {_literal(member)} as _source_member "
+                f"from (select *, rowid as _order from {scan}) s join {lines} l using (_order) order by _order")
+    return True
+
+
+def _physical_lines(path: Path, delimiter: str) -> tuple[list[int], set[int]]:
+    """For every line as DuckDB counts them (header = 1; a blank line counts, a newline inside a
+    quoted field does not), the physical line it starts on; and which of them are blank."""
+    csv.field_size_limit(1 << 30)
+    starts, blank, previous = [], set(), 0
+    with path.open("r", encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+        for number, fields in enumerate(reader, start=1):
+            starts.append(previous + 1)
+            if not fields:
+                blank.add(number)
+            previous = reader.line_num
+    return starts, blank
 
 
 def _literal(value: str | None) -> str:
@@ -283,15 +395,18 @@ def read_many(con: duckdb.DuckDBPyConnection, files: list[tuple[Path, str, str]]
             continue  # read alone
         by_path = {str(path): (label, day, result) for path, label, day, result in group}
         con.execute("drop table if exists csv_rejects; drop table if exists csv_reject_scans")
-        con.execute(
-            """
-            create or replace temp table raw_scan as
-            select * from read_csv(?, header = true, auto_detect = false, delim = ?, quote = '"',
-                                   escape = '"', columns = ?, store_rejects = true, rejects_table = 'csv_rejects',
-                                   rejects_scan = 'csv_reject_scans', strict_mode = true, filename = '_qala_file')
-            """,
-            [list(by_path), delimiter, {name: "VARCHAR" for name in header}],
-        )
+        try:
+            con.execute(
+                """
+                create or replace temp table raw_scan as
+                select * from read_csv(?, header = true, auto_detect = false, delim = ?, quote = '"',
+                                       escape = '"', columns = ?, store_rejects = true, rejects_table = 'csv_rejects',
+                                       rejects_scan = 'csv_reject_scans', strict_mode = true, filename = '_qala_file')
+                """,
+                [list(by_path), delimiter, {name: "VARCHAR" for name in header}],
+            )
+        except duckdb.InvalidInputException:
+            continue  # a file the parser cannot take as it is (mixed line ends): each is read alone
         records = dict(con.execute("select _qala_file, count(*) from raw_scan group by 1").fetchall())
         rejected = {f for (f,) in con.execute(
             "select distinct s.file_path from csv_rejects r join csv_reject_scans s using (scan_id, file_id)").fetchall()}

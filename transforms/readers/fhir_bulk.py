@@ -72,7 +72,7 @@ import pyarrow as pa
 
 from transforms.contract import Contract, Table
 from transforms.errors import BadInput
-from transforms.readers import ReadResult, TableRead
+from transforms.readers import Landed, ReadResult, TableRead
 
 _CHUNK = 64 << 20
 # A resource type name (FHIR: an uppercase letter then letters): only such a value is ever quoted
@@ -292,7 +292,7 @@ def _manifest(path: Path, label: str) -> dict:
     if not isinstance(manifest.get("output"), list):
         raise BadInput(label, "manifest", "no `output` array; the Bulk Data IG requires one (empty when nothing "
                                           "was exported)")
-    for key in ("error", "deleted"):
+    for key in ("error", "outcome", "deleted"):
         if manifest.get(key) is not None and not isinstance(manifest[key], list):
             raise BadInput(label, "manifest", f"`{key}` is not an array")
     return manifest
@@ -301,9 +301,9 @@ def _manifest(path: Path, label: str) -> dict:
 def _files(manifest: dict, folder: Path, label: str, notes: list[str]) -> list[_File]:
     """Every file item of the manifest, resolved to its file in the folder (path may not exist)."""
     files, seen = [], {}
-    for kind in ("output", "error", "deleted"):
-        for index, item in enumerate(manifest.get(kind) or []):
-            where = f"{kind}[{index}]"
+    for key, kind in (("output", "output"), ("error", "error"), ("outcome", "error"), ("deleted", "deleted")):
+        for index, item in enumerate(manifest.get(key) or []):
+            where = f"{key}[{index}]"
             if not (isinstance(item, dict) and isinstance(item.get("type"), str) and isinstance(item.get("url"), str)):
                 raise BadInput(label, "manifest", f"{where} is not a file item with a `type` and a `url` string")
             name = PurePosixPath(unquote(urlsplit(item["url"]).path)).name
@@ -321,6 +321,71 @@ def _files(manifest: dict, folder: Path, label: str, notes: list[str]) -> list[_
                 count = None
             files.append(_File(kind, index, item["type"], target.name, target, count))
     return files
+
+
+# --- what a landing folder holds ------------------------------------------------------------------
+
+
+def sort_landed(contract: Contract, files: list[Path]) -> Landed:
+    """The landed files of a Bulk Data feed, folder by folder:
+
+    * every manifest (`format.files`, `*.json`: an `$export` complete-status body or a
+      `$bulk-publish` manifest) is a batch file, and the files it lists in its folder are read
+      with it (members); a manifest that cannot be read is still a batch file, which fails
+      saying why; a file it lists that is not among `files` is read with it all the same;
+    * an NDJSON file (`*.ndjson`) in a folder without a manifest is an export delivered without
+      one: a batch file of its own, when its first non-blank line is a FHIR resource (has a
+      `resourceType`), else not read (a client's log);
+    * an NDJSON file a folder's manifest does not list is not part of that export: not read;
+    * anything else is not read."""
+    landed = Landed()
+    pattern = contract.format.get("files", "*.json")
+    given = set(files)
+    folders: dict[Path, list[Path]] = {}
+    for path in files:
+        folders.setdefault(path.parent, []).append(path)
+    for folder, paths in folders.items():
+        manifests = sorted(p for p in folder.iterdir() if p.is_file() and PurePosixPath(p.name).match(pattern))
+        for manifest in manifests:
+            try:
+                listed = [f.path for f in _files(_manifest(manifest, manifest.name), folder, manifest.name, [])]
+            except BadInput:
+                listed = []
+            if manifest in given or any(f in given for f in listed):
+                landed.batches.append(manifest)
+            for member in listed:
+                if member in given and member not in landed.members:
+                    landed.members[member] = manifest
+        named = ", ".join(m.name for m in manifests)
+        for path in sorted(paths):
+            if path in landed.members or path in manifests:
+                continue
+            if path.suffix.lower() != ".ndjson":
+                landed.unread[path] = (f"not a file of a Bulk Data export (this feed reads its manifests, {pattern}, "
+                                       f"and NDJSON files)")
+            elif manifests:
+                landed.unread[path] = f"an NDJSON file that {named} does not list: not part of that export"
+            elif _holds_resources(path):
+                landed.batches.append(path)
+            else:
+                landed.unread[path] = "NDJSON whose first record is no FHIR resource (no resourceType): not an export file"
+    return landed
+
+
+def _holds_resources(path: Path) -> bool:
+    """Whether the file's first non-blank line is a JSON object with a `resourceType`."""
+    with path.open("rb") as handle:
+        for _ in range(100):
+            line = handle.readline(1 << 20)
+            if not line:
+                return False
+            if line.strip():
+                try:
+                    first = json.loads(line.decode("utf-8-sig"))
+                except (UnicodeDecodeError, ValueError):  # a broken first record still names its kind
+                    return b'"resourceType"' in line
+                return isinstance(first, dict) and isinstance(first.get("resourceType"), str)
+    return False
 
 
 # --- lines -------------------------------------------------------------------------------------
@@ -385,7 +450,7 @@ def _lenient(text: str) -> str:
             f"then regexp_matches({blanked}, {_literal(_LOOSE_OUTSIDE_STRINGS)}) else false end")
 
 
-def _parse_lines(con: duckdb.DuckDBPyConnection, resource_type: str, shape: str) -> None:
+def _parse_lines(con: duckdb.DuckDBPyConnection, resource_type: str, shape: str, lines: str = "fhir_bytes") -> None:
     """`fhir_lines`: every line of `fhir_bytes` with `r`, the resource parsed into the struct
     `shape`; for a line that is no resource of `resource_type`, the problem and its text;
     blank lines marked. JSON allows the whitespace around a value, so lines are not trimmed."""
@@ -394,7 +459,7 @@ def _parse_lines(con: duckdb.DuckDBPyConnection, resource_type: str, shape: str)
         f"""
         create or replace temp table fhir_lines as
         with decoded as (
-            select line, try(decode(raw)) as text from fhir_bytes
+            select line, try(decode(raw)) as text from {lines}
         ),
         parsed as (
             select line, text,
@@ -436,7 +501,10 @@ def _parse_lines(con: duckdb.DuckDBPyConnection, resource_type: str, shape: str)
 
 
 def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: str) -> ReadResult:
-    """A Bulk Data export: the manifest `path` and the files it lists beside it."""
+    """A Bulk Data export: the manifest `path` and the files it lists beside it; or one NDJSON
+    file of an export that came without a manifest."""
+    if path.suffix.lower() != ".json":
+        return _read_bare(con, path, contract, label)
     manifest = _manifest(path, label)
     result = ReadResult(encoding="utf-8")
     files = _files(manifest, path.parent, label, result.notes)
@@ -444,8 +512,8 @@ def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: 
     tables = {t.member or t.name: t for t in contract.tables}
 
     for file in files:
-        if not file.path.is_file() and file.kind == "output" and file.type in tables:
-            raise BadInput(label, "manifest", f"output[{file.index}] ({file.type}) lists {file.name}, which is not "
+        if not file.path.is_file():
+            raise BadInput(label, "manifest", f"{file.kind}[{file.index}] ({file.type}) lists {file.name}, which is not "
                                               f"in the folder beside the manifest: the export was not fully downloaded")
     for table in contract.tables:
         member = table.member or table.name
@@ -455,12 +523,6 @@ def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: 
 
     for file in files:
         member_label = sibling + file.name
-        if not file.path.is_file():
-            counted = f"its count {file.count} is" if file.count is not None else "nothing is"
-            result.notes.append(f"{file.kind}[{file.index}] ({file.type}) lists {file.name}, which is not in the "
-                                f"folder; {counted} counted as skipped")
-            _skip(result, file, file.count or 0)
-            continue
         table = tables.get(file.type) if file.kind == "output" else None
         if table is None:
             lines = _count_lines(file.path)
@@ -474,6 +536,63 @@ def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: 
             continue
         _read_file(con, table, file, member_label, result)
 
+    return _tables_read(con, contract, result)
+
+
+def _read_bare(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: str) -> ReadResult:
+    """One NDJSON file of an export delivered without its manifest (how bulk clients and public
+    sample exports save it). Each line's type is its own `resourceType`, never the file's name:
+    the lines of a type a table takes are read as in a manifest's file of that type, the lines of
+    other types are counted per type in `skipped`. A line that is no resource at all (not JSON, no
+    resourceType) is quarantined in the table of the file's main type (the type most of its lines
+    have), or counted with that type when no table takes it."""
+    result = ReadResult(encoding="utf-8")
+    tables = {t.member or t.name: t for t in contract.tables}
+    for table in contract.tables:
+        _create_relations(con, table)
+    if path.stat().st_size == 0:
+        result.notes.append(f"{path.name}: empty file (0 bytes), no resources")
+        return _tables_read(con, contract, result)
+    _register_lines(con, path, label)
+    try:
+        con.execute(
+            f"""
+            create or replace temp table fhir_types as
+            select line, raw, case when json_valid(text) then json_extract_string(text, '$.resourceType') end as type,
+                   coalesce(regexp_full_match(text, '\\s*'), false) as blank
+            from (select line, raw, try(decode(raw)) as text from fhir_bytes)
+            """)
+    finally:
+        con.unregister("fhir_bytes")
+    counts = dict(con.execute("select type, count(*) from fhir_types where not blank group by 1").fetchall())
+    typed = {t: n for t, n in counts.items() if t is not None}
+    main = max(typed, key=lambda t: (typed[t], t in tables, t)) if typed else None
+    if main is not None and not _TYPE_NAME.match(main):
+        main = None
+    for type_, n in sorted(typed.items()):
+        if type_ not in tables:
+            kind = type_ if _TYPE_NAME.match(type_) else "(not a resource type name)"
+            result.skipped[kind] = result.skipped.get(kind, 0) + n + (counts.get(None, 0) if type_ == main else 0)
+    for type_, table in tables.items():
+        if type_ not in typed and not (type_ == main):
+            continue
+        untyped = "or (type is null and not blank)" if type_ == main else ""
+        con.execute(f"create or replace temp view fhir_of_type as select line, raw from fhir_types "
+                    f"where type = {_literal(type_)} {untyped} order by line")
+        file = _File("output", 0, type_, path.name, path, None)
+        _read_lines(con, table, file, "fhir_of_type", result)
+    if main is None and counts.get(None):
+        # No line says what it is: nothing to read, every line refused in the first table.
+        table = contract.tables[0]
+        con.execute("create or replace temp view fhir_of_type as select line, raw from fhir_types "
+                    "where not blank order by line")
+        _read_lines(con, table, _File("output", 0, table.member or table.name, path.name, path, None),
+                    "fhir_of_type", result)
+    con.execute("drop table fhir_types")
+    return _tables_read(con, contract, result)
+
+
+def _tables_read(con: duckdb.DuckDBPyConnection, contract: Contract, result: ReadResult) -> ReadResult:
     for table in contract.tables:
         result.tables[table.name] = _table_read(con, table)
     return result
@@ -514,12 +633,17 @@ def _read_file(con: duckdb.DuckDBPyConnection, table: Table, file: _File, member
                                                    f"{file.type} resource(s) in it: the download failed")
         result.notes.append(f"{file.name}: empty file (0 bytes), no {file.type} resources")
         return
-    flat = flattening(table)
     _register_lines(con, file.path, member_label)
     try:
-        _parse_lines(con, file.type, flat.structure)
+        _read_lines(con, table, file, "fhir_bytes", result)
     finally:
         con.unregister("fhir_bytes")
+
+
+def _read_lines(con: duckdb.DuckDBPyConnection, table: Table, file: _File, lines: str, result: ReadResult) -> None:
+    """The lines of `lines` (line, raw) as resources of `file.type` into the table's relations."""
+    flat = flattening(table)
+    _parse_lines(con, file.type, flat.structure, lines)
     member = _literal(file.name)
     con.execute(
         f"""

@@ -156,7 +156,7 @@ def _read_member(con: duckdb.DuckDBPyConnection, archive: Archive, member: str, 
         con.execute(f"create or replace temp view {relation} as "
                     f"select {', '.join(select)}, _source_line, _source_member from {read.relation}")
         return TableRead(table=table.name, relation=relation, rejected=read.rejected, header=header,
-                         extra_columns=read.extra_columns, missing_optional=missing_optional)
+                         extra_columns=read.extra_columns, missing_optional=missing_optional, padded=read.padded)
     finally:
         extracted.unlink(missing_ok=True)
 

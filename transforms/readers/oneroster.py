@@ -8,11 +8,16 @@ file of the binding, `source.systemName`, `source.systemCode`). The manifest dri
   `bulk` or `delta`; the file must then be in the zip, else the zip is refused (the set is
   inconsistent). The same holds for files the contract does not take: those are counted per
   file in `skipped` (data lines), not loaded;
-* a file marked `absent`, or not listed, is not part of the delivery: it is not read even if
-  the zip holds it (noted); files the manifest does not describe are noted too;
+* a file marked `absent`, left blank (the mode of a file the set does not carry), or not listed,
+  is not part of the delivery: it is not read even if the zip holds it (noted); files the
+  manifest does not describe are noted too;
+* a member without records (empty, or a header alone) is noted, never refused, whatever its
+  header: it holds nothing to read, and the other members load;
 * every record carries its file's mode in `delivery_mode` (bulk: the file replaces what the
   receiver holds; delta: records changed since the last delivery, with `status` active |
-  tobedeleted and `dateLastModified`). Delta records that lack either are counted in a note.
+  tobedeleted and `dateLastModified`). Delta records that lack either are counted in a note;
+* vendor extension columns (`ext_*` in 1.1, `metadata.*` in 1.2) are kept out of silver and
+  named in a note; other columns the contract lacks are noted as schema drift.
 
 Versions: `oneroster.version` 1.2 or 1.1. The two differ, for the files taken here, only in
 users.csv and roles.csv: 1.1 users.csv carries `role` and `orgSourcedIds` (required: a 1.1
@@ -20,12 +25,16 @@ users.csv without them is refused), 1.2 moves them to roles.csv and adds columns
 The contract declares both versions' columns; a column the file lacks is NULL.
 
 Members are read by `csv.read_table` (UTF-8, exact line numbers, records that cannot be split
-quarantined), labelled `<zip>!<member>` so every message names the member; the zip itself is
-opened by `archive.open_archive` (size limits, zip bombs, lying headers, path traversal).
-Refused as a whole (BadInput): an unreadable or oversized zip, no manifest.csv, a manifest that
-is not `propertyName,value`, names a property twice, states no or another OneRoster version, or
-a mode other than bulk/delta/absent, a file marked bulk/delta that the zip lacks, and a taken
-member that is empty (0 bytes) or lacks a required column.
+quarantined, a record omitting trailing fields padded with NULLs, a last record without its
+line break complete: a member cannot be cut off unnoticed, the zip's CRC says so), labelled
+`<zip>!<member>` so every message names the member; the zip itself is opened by
+`archive.open_archive` (size limits, zip bombs, lying headers, path traversal). A record's bad
+date or enum is quarantined with its rule, never the zip (a column whose every value fails its
+type is noted, not blocking: load/check.py). Refused as a whole (BadInput): an unreadable or
+oversized zip, no manifest.csv, a manifest that is not `propertyName,value`, names a property
+twice, states no or another OneRoster version, or a mode other than bulk/delta/absent, a file
+marked bulk/delta that the zip lacks, and a taken member with records that lacks a required
+column.
 """
 
 from __future__ import annotations
@@ -58,6 +67,9 @@ VERSION_FILES = {
 # Header columns a version requires beyond what the contract requires of every version.
 VERSION_REQUIRED = {"1.1": {"users.csv": ("orgSourcedIds", "role")}, "1.2": {}}
 _MAX_MANIFEST_BYTES = 1 << 16
+# Columns a vendor adds (1.1 §3.4 "ext_", 1.2 CSV binding §2.1 "metadata."): not the binding's, kept
+# out of silver and named in the notes (not schema drift).
+EXTENSIONS = ("ext_", "metadata.")
 
 
 def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: str) -> ReadResult:
@@ -75,9 +87,11 @@ def read(con: duckdb.DuckDBPyConnection, path: Path, contract: Contract, label: 
         taken = {t.member: t for t in contract.tables}
         for name, member in members.items():
             if name in taken:
-                read_member = _read_member(con, archive, member, taken[name], label, delivered[name], version, fmt)
-                result.tables[taken[name].name] = read_member
-                _check_delivery(con, read_member, name, delivered[name], notes)
+                read_member = _read_member(con, archive, member, taken[name], label, delivered[name], version, fmt,
+                                           notes)
+                if read_member is not None:
+                    result.tables[taken[name].name] = read_member
+                    _check_delivery(con, read_member, name, delivered[name], notes)
             else:
                 result.skipped[member] = _data_lines(archive, member)
         listed = {f"{name}.csv" for name in modes}
@@ -141,6 +155,9 @@ def _manifest(archive: Archive, label: str) -> tuple[str, dict[str, str], list[s
         if not name.startswith("file."):
             continue
         mode = value.lower()
+        if not mode:
+            notes.append(f"manifest.csv leaves {name} blank (line {line}): taken as absent")
+            mode = "absent"
         if mode not in MODES:
             raise BadInput(where, "manifest", f"{name} is {value!r}; a file's mode is bulk, delta or absent", line=line)
         modes[name.removeprefix("file.")] = mode
@@ -152,11 +169,17 @@ def _manifest(archive: Archive, label: str) -> tuple[str, dict[str, str], list[s
 
 
 def _read_member(con: duckdb.DuckDBPyConnection, archive: Archive, member: str, table: Table, label: str,
-                 mode: str, version: str, fmt: dict) -> TableRead:
-    """Extract one member and read it as `table`: a view over the CSV reader's scan of it."""
+                 mode: str, version: str, fmt: dict, notes: list[str]) -> TableRead | None:
+    """Extract one member and read it as `table`: a view over the CSV reader's scan of it. A
+    member without records (empty, or a header alone) holds nothing to read or refuse, whatever
+    its header: it is noted, and never stops the other members."""
     member_label = f"{label}!{member}"
     extracted = archive.extract(member)
     try:
+        if _records(extracted) == 0:
+            notes.append(f"{table.member} is marked bulk but holds no records: as a bulk it would empty the table"
+                         if mode == "bulk" else f"{table.member} is a delta without records: nothing changed")
+            return None
         source_table = dataclasses.replace(table, columns=tuple(c for c in table.columns if c.name != DELIVERY_MODE))
         read, _ = read_table(con, extracted, source_table, member_label, delimiter=",",
                              encodings=fmt.get("encodings", ["utf-8"]), member=member)
@@ -166,25 +189,34 @@ def _read_member(con: duckdb.DuckDBPyConnection, archive: Archive, member: str, 
         if missing:
             raise BadInput(member_label, "required columns", f"OneRoster {version} requires column(s) "
                                                              f"{', '.join(missing)} in {table.member}", line=1)
+        extensions = [c for c in read.extra_columns if c.startswith(EXTENSIONS)]
+        if extensions:
+            notes.append(f"{member}: vendor extension column(s) kept out of silver: {', '.join(extensions)}")
         relation = f"oneroster__{table.name}"
         columns = ", ".join(f'"{name}"' for name in read.header)
         con.execute(f"create or replace temp view {relation} as "
                     f"select {columns + ', ' if columns else ''}'{mode}' as {DELIVERY_MODE}, _source_line, _source_member "
                     f"from {read.relation}")
         return TableRead(table=table.name, relation=relation, rejected=read.rejected,
-                         header=[*read.header, DELIVERY_MODE], extra_columns=read.extra_columns,
-                         missing_optional=read.missing_optional)
+                         header=[*read.header, DELIVERY_MODE],
+                         extra_columns=[c for c in read.extra_columns if c not in extensions],
+                         missing_optional=read.missing_optional, padded=read.padded)
     finally:
         extracted.unlink(missing_ok=True)
 
 
+def _records(path: Path) -> int:
+    """Whether a member holds any record: 0 when it is empty or a header alone (blank lines do not
+    count), else 1 (it is read, and counted, by the CSV reader)."""
+    with path.open("rb") as handle:
+        handle.readline()  # the header
+        return int(any(line.strip() for line in handle))
+
+
 def _check_delivery(con: duckdb.DuckDBPyConnection, read: TableRead, name: str, mode: str, notes: list[str]) -> None:
-    """What the binding asks of a file's mode that is not a rule on one column: a delta record
-    states status and dateLastModified; a bulk file holds the whole table."""
-    records, = con.execute(f"select count(*) from {read.relation}").fetchone()
-    if mode == "bulk" and records == 0:
-        notes.append(f"{name} is marked bulk but holds no records: as a bulk it would empty the table")
-    if mode == "delta" and records:
+    """What the binding asks of a delta that is not a rule on one column: a delta record states
+    status and dateLastModified. (A bulk or delta without records is noted by `_read_member`.)"""
+    if mode == "delta":
         present = [c for c in ("status", "date_last_modified") if c in read.header]
         if len(present) < 2:
             notes.append(f"{name} is a delta without a status or dateLastModified column")

@@ -240,18 +240,24 @@ def jsonl_bytes(frame: pl.DataFrame) -> bytes:
     return frame.write_ndjson().encode("utf-8")
 
 
-def truncate(data: bytes, rng: np.random.Generator, encoding: str = "utf-8") -> tuple[bytes, int]:
+def truncate(data: bytes, rng: np.random.Generator, encoding: str = "utf-8",
+             delimiter: bytes | None = None) -> tuple[bytes, int]:
     """Cut `data` inside its last record, as a transfer that died would.
 
     In UTF-8 the cut falls between characters (a cut inside one would make the file
     undecodable, not truncated); in a one-byte code page such as Windows-1251 every byte is a
-    character. Returns the bytes kept and the (1-based) line number of the partial last line.
+    character. In a CSV (`delimiter` given) the cut falls before the record's last field: a cut
+    inside the last field leaves a record no reader can tell from a whole one (RFC 4180 makes
+    the last line break optional), a wrong value rather than a truncation a check could see.
+    Returns the bytes kept and the (1-based) line number of the partial last line.
     """
     lines = data.rstrip(b"\n").split(b"\n")
     if len(lines) < 2:
         return data, len(lines)
     last = lines[-1]
     keep = max(1, int(len(last) * rng.uniform(0.2, 0.8)))
+    if delimiter is not None and last.rfind(delimiter) > 0:
+        keep = min(keep, last.rfind(delimiter))
     if codecs.lookup(encoding).name == "utf-8":
         inside = lambda k: k < len(last) and last[k] & 0xC0 == 0x80  # noqa: E731 - a continuation byte
         while keep > 1 and inside(keep):

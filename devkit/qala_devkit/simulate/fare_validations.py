@@ -364,7 +364,7 @@ def _write_operator(ctx: DayContext, key: str, params: Params) -> int:
     frame.write_csv(buffer)
     data = buffer.getvalue()
     if tr.maybe_file(ctx, "truncated_file", key) and frame.height > 1:
-        data, line = truncate(data, ctx.rng(f"truncate:{key}"))
+        data, line = truncate(data, ctx.rng(f"truncate:{key}"), delimiter=b",")
         # The partial record is the truncation: what was logged on that line is no longer there.
         ctx.defects = [d for d in ctx.defects if not (d.file == relative and d.line == line)]
         ctx.record(path, "truncated_file", line, detail="the transfer stopped inside this record")

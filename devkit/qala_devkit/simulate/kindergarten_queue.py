@@ -387,7 +387,7 @@ def _write(ctx: DayContext, path: Path, prefix: str, data: bytes, rows: int) -> 
     cut = ctx.defect_rate > 0 and rows > 1 and (
         ctx.rng("file-defect:truncated_file:" + prefix).random() < ctx.defect_rate / 2)
     if cut:
-        data, line = truncate(data, ctx.rng("truncate:" + prefix), "cp1251" if legacy else "utf-8")
+        data, line = truncate(data, ctx.rng("truncate:" + prefix), "cp1251" if legacy else "utf-8", b",")
         # The cut line is no longer a record: whatever else was logged on it cannot be checked there.
         relative = ctx.relative(path)
         ctx.defects[:] = [d for d in ctx.defects if not (d.file == relative and d.line == line)]

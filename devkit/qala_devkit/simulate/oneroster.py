@@ -73,8 +73,9 @@ Defects at the run's defect rate (row defects 1,000 times rarer per row in a bul
 re-validated register, than in a delta), each logged with the zip, its member and the line: an IIN with
 a wrong check digit (`invalid_iin`, users.csv `identifier`), an empty `familyName` or `sourcedId`
 (`missing_required`), users and enrollments sent twice (`duplicate_record`), users.csv with an
-extra `birthDate` column (`added_column`) or `familyName` sent as `lastName` (`renamed_column`),
-a member cut off mid-row (`truncated_file`).
+extra `birthDate` column (`added_column`) or `familyName` sent as `lastName` (`renamed_column`).
+No member is cut off mid-row: a member of a zip cannot be cut unnoticed (the zip's CRC would
+fail the whole zip), so its last record is complete whatever its line break.
 
 Everything per record is vectorised (numpy draws -> polars frames -> CSV -> zip).
 """
@@ -92,7 +93,7 @@ import numpy as np
 import polars as pl
 
 from transforms.settings import LOCAL_TZ
-from qala_devkit.simulate.base import DayContext, RowDefects, truncate, write_atomic
+from qala_devkit.simulate.base import DayContext, RowDefects, write_atomic
 from qala_devkit.simulate.people import KAZAKH_SURNAMES, bin_, people
 from qala_devkit.simulate.world import load_regions, population_shares, rng_for
 
@@ -233,7 +234,7 @@ def ground_truth(params: Params = Params()) -> dict:
         "pii": ["users.identifier (IIN)", "users.givenName", "users.familyName", "users.middleName",
                 "users.phone"],
         "defect_kinds": ["invalid_iin", "missing_required", "duplicate_record", "added_column",
-                         "renamed_column", "truncated_file"],
+                         "renamed_column"],
     }  # fmt: skip
 
 
@@ -686,17 +687,7 @@ def _member_bytes(ctx: DayContext, path: Path, name: str, frame: pl.DataFrame, r
         frame = planter.finish(path)
         if name == "users":
             frame = _drift(ctx, where, path, frame)
-    data = frame.write_csv().encode("utf-8")
-    cut = ctx.defect_rate > 0 and frame.height > 1 and (
-        ctx.rng(f"file-defect:truncated_file:{name}").random() < ctx.defect_rate / 2)
-    if cut:
-        data, line = truncate(data, ctx.rng(f"truncate:{name}"))
-        # The cut line is no longer a record: whatever else was logged on it cannot be checked there.
-        relative = ctx.relative(path)
-        ctx.defects[:] = [d for d in ctx.defects
-                          if not (d.file == relative and d.member == member and d.line == line)]  # fmt: skip
-        where.record(path, "truncated_file", line, detail="the export stopped inside this row")
-    return data
+    return frame.write_csv().encode("utf-8")
 
 
 

@@ -156,7 +156,7 @@ def generate_day(ctx: DayContext) -> int:
         ctx.record(path, "late_record", int(line), column="occurred_at",
                    detail="registered after the day it occurred")
     if ctx.maybe("truncated_file") and frame.height > 1:
-        data, line = truncate(data, ctx.rng("truncate"), encoding)
+        data, line = truncate(data, ctx.rng("truncate"), encoding, b",")
         ctx.record(path, "truncated_file", line, detail="the transfer stopped inside this record")
     write_atomic(path, data)
     return frame.height

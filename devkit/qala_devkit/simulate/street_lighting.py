@@ -141,7 +141,7 @@ def generate_day(ctx: DayContext) -> int:
                            detail="the cabinet's modem was offline: reading delivered days late")
                     for line in late_lines]  # fmt: skip
     if ctx.maybe("truncated_file") and frame.height > 1:
-        data, line = truncate(data, ctx.rng("truncate"))
+        data, line = truncate(data, ctx.rng("truncate"), delimiter=b",")
         ctx.record(path, "truncated_file", line, detail="the transfer stopped inside this row")
     write_atomic(path, data)
     return frame.height
