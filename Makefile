@@ -29,8 +29,11 @@ DBT_SCALE ?= 0.002
 AUDIT_DAYS ?= 5
 AUDIT_SCALE ?= 0.02
 AUDIT_DEFECTS ?= 0.2
+# make fuzz: fuzzed landings per format (FUZZ_FORMATS: a subset, e.g. "csv oneroster")
+FUZZ_INPUTS ?= 500
+FUZZ_FORMATS ?=
 
-.PHONY: setup browser run test ingest backfill up sql docs bench replay gate-audit scorecard clean-warehouse test-fast
+.PHONY: setup browser run test ingest backfill up sql docs bench replay gate-audit fuzz scorecard clean-warehouse test-fast
 
 # --- set-up: a locked venv, the DuckDB extensions from their PyPI packages, the dbt manifest
 $(BIN)/uv:
@@ -104,6 +107,10 @@ replay: setup
 # --- recall and precision of the row checks and gates against the simulator's planted defects
 gate-audit: setup
 	$(BIN)/qala gate-audit --days $(AUDIT_DAYS) --scale $(AUDIT_SCALE) --defect-rate $(AUDIT_DEFECTS)
+
+# --- every reader fuzzed through the load path; the inputs of the findings kept in reports/fuzz/
+fuzz: setup
+	$(BIN)/qala fuzz --inputs $(FUZZ_INPUTS) --keep $(QALA_WAREHOUSE)/reports/fuzz $(if $(FUZZ_FORMATS),--formats $(FUZZ_FORMATS))
 
 # The whole suite, as CI runs it (about 30 minutes on 2 cores).
 test: setup browser

@@ -356,3 +356,20 @@ def test_files_with_mixed_line_ends_load_beside_others_of_the_same_header(wareho
     loaded = load_files(ACCIDENTS, runs.landed_files(ACCIDENTS, day, day, warehouse))
     assert [(Path(r.source_file).name, r.rows_published) for r in loaded] == [("a.csv", 2), ("b.csv", 2), ("c.csv", 2)]
     assert query(warehouse, "select count(*) from silver.safety__road_accidents where street like '%\r%'") == [(0,)]
+
+
+def test_a_symbolic_link_and_a_pipe_in_landing_are_never_opened_and_are_accounted_for(warehouse, tmp_path):
+    import os
+
+    land(warehouse, "2025-03-01", "a.csv", HEADER + "\n" + accident_rows(2), feed=ACCIDENTS)
+    outside = tmp_path / "secret.csv"
+    outside.write_text(HEADER + "\n" + accident_rows(3, prefix="XX"))
+    folder = warehouse / "landing" / ACCIDENTS / "2025-03-01"
+    (folder / "b.csv").symlink_to(outside)
+    os.mkfifo(folder / "c.csv")  # reading it would wait for ever
+    day = date(2025, 3, 1)
+    rows = load_files(ACCIDENTS, runs.landed_files(ACCIDENTS, day, day, warehouse), run_id="links", root=warehouse)
+    assert {Path(r.source_file).name: (r.status, r.sha256 is None) for r in rows} == {
+        "a.csv": (PUBLISHED, False), "b.csv": (NOT_READ, True), "c.csv": (NOT_READ, True)}
+    assert query(warehouse, "select count(*) from silver.safety__road_accidents where accident_id like 'XX%'") == [(0,)]
+    assert runs.verdict(ACCIDENTS, "links", day, day, warehouse)[0] == []

@@ -52,7 +52,8 @@ def landed_files(feed: str, first: date, last: date, root: Path | None = None) -
         except ValueError:
             continue
         if first <= day <= last:
-            found += sorted(p for p in folder.iterdir() if p.is_file())
+            # every entry but a sub-folder: a symbolic link or a special file is accounted for too
+            found += sorted(p for p in folder.iterdir() if p.is_symlink() or not p.is_dir())
     return found
 
 

@@ -31,8 +31,8 @@ def landing_dir(domain: str, feed: str, day: date | None = None, root: Path | No
 
 def label_of(path: Path, root: Path | None = None) -> str:
     """How the ledger names a landed file: its path under the warehouse (landing/<domain>/<feed>/<day>/<name>)."""
-    root = root or warehouse_root()
-    resolved = Path(path).resolve()
+    root = (root or warehouse_root()).resolve()
+    resolved = Path(path).parent.resolve() / Path(path).name  # a symbolic link is named as itself
     return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
 

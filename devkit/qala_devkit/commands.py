@@ -1,4 +1,4 @@
-"""The devkit's `qala` commands: `simulate`, `run` (the demo's main job), `bench`, `gate-audit`.
+"""The devkit's `qala` commands: `simulate`, `run` (the demo's main job), `bench`, `gate-audit`, `fuzz`.
 
 `register` is the `qala.commands` entry point: the product CLI (transforms/cli.py) calls it with its
 subparsers when the devkit is installed. Each command calls one function; nothing heavy is imported
@@ -65,6 +65,15 @@ def cmd_gate_audit(args) -> int:
     return main(args.days, args.scale, args.defect_rate)
 
 
+def cmd_fuzz(args) -> int:
+    from pathlib import Path
+
+    from qala_devkit.fuzz import FEEDS, main
+
+    return main(args.formats or list(FEEDS), args.inputs, memory_gb=args.memory_gb,
+                seconds_per_input=args.seconds, keep=Path(args.keep) if args.keep else None)
+
+
 def cmd_bench(args) -> int:
     from qala_devkit.bench import main
 
@@ -105,6 +114,14 @@ def register(sub) -> None:
     p.add_argument("--scale", type=float, default=0.02)
     p.add_argument("--defect-rate", type=float, default=0.2)
     p.set_defaults(func=cmd_gate_audit)
+    p = sub.add_parser("fuzz", help="every reader fuzzed through the load path (hypothesis), seeded with real files")
+    p.add_argument("--inputs", type=int, default=500, help="fuzzed landings per format")
+    p.add_argument("--formats", nargs="*", help="formats to fuzz (default: all: csv jsonl open311 gtfs_static "
+                                                "gtfs_rt fhir_bulk oneroster)")
+    p.add_argument("--memory-gb", type=float, default=6.0, help="address-space limit of each format's process")
+    p.add_argument("--seconds", type=float, default=60.0, help="time limit per input")
+    p.add_argument("--keep", help="folder to copy each finding's input into")
+    p.set_defaults(func=cmd_fuzz)
     p = sub.add_parser("bench", help="ingest speed and memory vs DuckDB's own CSV → Parquet")
     p.add_argument("--rows", type=int, default=2_000_000)
     p.add_argument("--sim-scale", type=float, default=0.1,

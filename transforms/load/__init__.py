@@ -142,10 +142,12 @@ def not_read(con, contract, unread: dict[Path, str], run_id: str | None, root: P
     rows = []
     for path, why in sorted(unread.items()):
         label = settings.label_of(path, root)
+        regular = path.is_file() and not path.is_symlink()  # a link or a pipe is never opened
         rows.append(LedgerRow(batch_id=f"{contract.table}-not-read-{uuid.uuid4().hex[:8]}", feed=contract.feed,
-                              logical_date=landing_date_of(path), source_file=label, sha256=read.sha256(path),
-                              bytes=path.stat().st_size, status=NOT_READ, reason=f"{label}: not read: {why}",
-                              run_id=run_id, started_at=now, finished_at=now))
+                              logical_date=landing_date_of(path), source_file=label,
+                              sha256=read.sha256(path) if regular else None,
+                              bytes=path.stat().st_size if regular else None, status=NOT_READ,
+                              reason=f"{label}: not read: {why}", run_id=run_id, started_at=now, finished_at=now))
     ledger.record(con, rows, [], root)
     return rows
 

@@ -101,16 +101,26 @@ class Landed:
 
 
 def sort_landed(contract, files: list[Path]) -> Landed:
-    """What the feed does with each landed file: its format's `sort_landed` when it has one (a
-    FHIR export's manifest reads the files it lists), else every file the contract's `format.files`
-    glob matches is a batch file, and any other file (a stray `desktop.ini`, a `.part` left by a
-    transfer) is not read."""
+    """What the feed does with each landed file: a symbolic link or a special file is never read;
+    then its format's `sort_landed` when it has one (a FHIR export's manifest reads the files it
+    lists), else every file the contract's `format.files` glob matches is a batch file, and any
+    other file (a stray `desktop.ini`, a `.part` left by a transfer) is not read."""
+    landed = Landed()
+    regular = []
+    for path in files:
+        if path.is_symlink():
+            landed.unread[path] = "a symbolic link: never followed (land the file itself)"
+        elif not path.is_file():
+            landed.unread[path] = "not a regular file (a pipe, socket or device): never read"
+        else:
+            regular.append(path)
     sort = getattr(_module(contract.format["type"]), "sort_landed", None)
     if sort is not None:
-        return sort(contract, files)
+        sorted_ = sort(contract, regular)
+        sorted_.unread.update(landed.unread)
+        return sorted_
     pattern = contract.format.get("files", "*")
-    landed = Landed()
-    for path in files:
+    for path in regular:
         if fnmatchcase(path.name, pattern):
             landed.batches.append(path)
         else:

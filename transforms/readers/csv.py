@@ -103,12 +103,16 @@ def read_table(con: duckdb.DuckDBPyConnection, path: Path, table: Table, label: 
     header = _read_header(path, encoding, delimiter, label)
     result = _check_header(header, table, label, delimiter)
 
+    newlines, crlf, line, separators = _line_ends(path, delimiter)
+    if separators >= MAX_FIELDS:
+        raise BadInput(label, "format", f"{separators + 1:,} fields in one record (more than {MAX_FIELDS:,}): "
+                                        f"not a record of this feed", line=line)
     columns = {name: "VARCHAR" for name in header}
     # A scan per table: the relation returned is a view over it, and an archive's members are
     # read one after another, each view staying valid until its records are taken.
     scan = f"raw_scan__{table.name}"
     con.execute("drop table if exists csv_rejects; drop table if exists csv_reject_scans")
-    with _as_utf8(path, encoding) as utf8:
+    with _as_utf8(path, encoding, mixed=0 < crlf < newlines) as utf8:
         try:
             con.execute(
                 f"""
@@ -123,7 +127,7 @@ def read_table(con: duckdb.DuckDBPyConnection, path: Path, table: Table, label: 
         except duckdb.InvalidInputException as error:  # the parser stopped: the file, not the machinery
             raise BadInput(label, "format", f"not readable as CSV: {str(error).splitlines()[0]}") from None
         renames = {c.source: c.name for c in table.columns if c.source and c.source in header}
-        _number_lines(con, utf8, scan, result, renames, member, header, delimiter)
+        _number_lines(con, utf8, scan, result, renames, member, header, delimiter, newlines)
     _cut_or_padded(con, path, header, result, renames, delimiter, member)
     return result, encoding
 
@@ -198,13 +202,11 @@ def _cut_or_padded(con: duckdb.DuckDBPyConnection, path: Path, header: list[str]
 
 
 @contextlib.contextmanager
-def _as_utf8(path: Path, encoding: str):
+def _as_utf8(path: Path, encoding: str, mixed: bool):
     """The file as UTF-8 with one kind of line end: itself, or a scratch copy (same lines, same
     line numbers). Python's codec transcodes at hundreds of MB/s; DuckDB's encodings extension
     takes 1–13 s just to load. Line ends are made alike (CRLF → LF) only when the file mixes
-    them: DuckDB's strict parser takes the first kind it sees for every line."""
-    lf, crlf = _line_ends(path)
-    mixed = 0 < crlf < lf
+    them (`mixed`): DuckDB's strict parser takes the first kind it sees for every line."""
     if encoding == "utf-8" and not mixed:
         yield path
         return
@@ -223,20 +225,44 @@ def _as_utf8(path: Path, encoding: str):
         yield target
 
 
-def _line_ends(path: Path) -> tuple[int, int]:
-    """(line feeds, of which CR LF) in the file."""
-    lf = crlf = 0
+def _line_ends(path: Path, delimiter: str = ",") -> tuple[int, int, int, int]:
+    """(line feeds, of which CR LF, the line with the most delimiters, how many it has)."""
+    import numpy as np
+
+    lf = crlf = carry = 0
+    widest = (0, 0)
     last = b""
+    separator = ord(delimiter)
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
-            lf += chunk.count(b"\n")
+            data = np.frombuffer(chunk, dtype=np.uint8)
+            ends = np.flatnonzero(data == 10)
+            seen = np.cumsum(data == separator)
+            per_line = np.diff(seen[ends], prepend=0) if ends.size else np.empty(0, dtype=np.int64)
+            if per_line.size:
+                per_line[0] += carry
+                top = int(per_line.argmax())
+                if per_line[top] > widest[1]:
+                    widest = (lf + top + 1, int(per_line[top]))
+                carry = int(seen[-1] - seen[ends[-1]])
+            else:
+                carry += int(seen[-1]) if seen.size else 0
+            lf += int(ends.size)
             crlf += chunk.count(b"\r\n") + (last == b"\r" and chunk[:1] == b"\n")
             last = chunk[-1:]
-    return lf, crlf
+    if carry > widest[1]:
+        widest = (lf + 1, carry)
+    return lf, crlf, widest[0], widest[1]
+
+
+# DuckDB's parser files one reject per field beyond the header's, each with the line: a line of
+# 100,000 fields takes 80 s, of millions hours. No record of a feed comes near this many fields.
+MAX_FIELDS = 4096
 
 
 def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, scan: str, result: TableRead,
-                  renames: dict[str, str], member: str | None, text_columns: list[str], delimiter: str) -> None:
+                  renames: dict[str, str], member: str | None, text_columns: list[str], delimiter: str,
+                  newlines: int) -> None:
     """Give every record its physical line in the file (header = line 1).
 
     The scan keeps the file's record order (insertion order is preserved). Records are one
@@ -255,7 +281,6 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, scan: str, result:
         """.format(rejected=result.rejected, member=_literal(member))
     )
     records, rejects = con.execute(f"select (select count(*) from {scan}), (select count(*) from {result.rejected})").fetchone()
-    newlines = _count_newlines(path)
     # The scan's columns are the header's names (read_csv was given them); asking duckdb_columns()
     # would walk every attached catalog, the lake's included (~20 ms a file).
     # The contract's columns, renamed from their source names; columns not in the contract stay out.
@@ -375,6 +400,7 @@ def read_many(con: duckdb.DuckDBPyConnection, files: list[tuple[Path, str, str]]
     fmt, table = contract.format, contract.single
     delimiter = fmt.get("delimiter", ",")
     groups: dict[tuple[str, ...], list[tuple[Path, str, str, TableRead]]] = {}
+    newlines: dict[str, int] = {}
     for path, label, day in files:
         try:
             if path.stat().st_size == 0 or detect_encoding(path, ["utf-8"], label) != "utf-8":
@@ -383,6 +409,10 @@ def read_many(con: duckdb.DuckDBPyConnection, files: list[tuple[Path, str, str]]
             result = _check_header(header, table, label, delimiter)
         except (BadInput, OSError):
             continue  # read alone, which says why
+        lf, crlf, _, separators = _line_ends(path, delimiter)
+        if separators >= MAX_FIELDS or 0 < crlf < lf:
+            continue  # read alone: refused, or its line ends made alike
+        newlines[str(path)] = lf
         groups.setdefault(tuple(header), []).append((path, label, day, result))
     renames = {c.source: c.name for c in table.columns if c.source}
     taken: dict[str, tuple[ReadResult, int]] = {}
@@ -413,7 +443,7 @@ def read_many(con: duckdb.DuckDBPyConnection, files: list[tuple[Path, str, str]]
         good = []
         for name, (label, day, result) in by_path.items():
             count = records.get(name, 0)
-            if name in rejected or _count_newlines(Path(name)) != count + 1 or _ends_inside_a_record(Path(name)):
+            if name in rejected or newlines[name] != count + 1 or _ends_inside_a_record(Path(name)):
                 # rejected records, quoted newlines, or a file cut off inside its last record:
                 # exact lines and the cut come from reading it alone
                 continue

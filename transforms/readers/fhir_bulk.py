@@ -345,7 +345,8 @@ def sort_landed(contract: Contract, files: list[Path]) -> Landed:
     for path in files:
         folders.setdefault(path.parent, []).append(path)
     for folder, paths in folders.items():
-        manifests = sorted(p for p in folder.iterdir() if p.is_file() and PurePosixPath(p.name).match(pattern))
+        manifests = sorted(p for p in folder.iterdir()
+                           if p.is_file() and not p.is_symlink() and PurePosixPath(p.name).match(pattern))
         for manifest in manifests:
             try:
                 listed = [f.path for f in _files(_manifest(manifest, manifest.name), folder, manifest.name, [])]
