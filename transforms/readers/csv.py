@@ -155,7 +155,7 @@ def _cut_or_padded(con: duckdb.DuckDBPyConnection, path: Path, header: list[str]
 
     * A bare file that ends without a line break after a record the parser refused for a quote
       left open, a UTF-8 character cut in half or too few fields was cut off in transfer: that
-      record goes to quarantine with rule `truncated`. A last record that is whole is complete
+      record goes to quarantine (rule `format`, reason `truncated: …`). A last record that is whole is complete
       (RFC 4180: the last line break is optional), and an archive's member is never cut off
       unnoticed (the zip's CRC says so): a damaged zip fails as a zip.
     * Every other record with fewer fields than the header omits trailing optional fields (the
@@ -268,9 +268,9 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, scan: str, result:
     The scan keeps the file's record order (insertion order is preserved). Records are one
     line each unless a quoted field holds a newline; rejected records and blank lines sit
     between them. DuckDB numbers a rejected record by lines that do not count the newlines
-    inside quoted fields but do count blank lines: `_physical_lines` maps those numbers to the
-    file's own lines with one pass of Python's csv reader, taken only when a file is not one
-    record per line.
+    inside quoted fields but do count blank lines: when a file is not one record per line,
+    `_physical_lines` maps those numbers to the file's own lines with one pass of Python's csv
+    reader; otherwise they are the file's lines, and the accepted records fill the gaps.
     """
     con.execute(
         """
@@ -287,13 +287,25 @@ def _number_lines(con: duckdb.DuckDBPyConnection, path: Path, scan: str, result:
     known = [c for c in text_columns if c in renames or c in result.header]
     select = ", ".join(f'"{c}" as "{renames.get(c, c)}"' for c in known) or "null as _no_column"
     select_accepted = ", ".join(f'accepted."{c}" as "{renames.get(c, c)}"' for c in known) or "null as _no_column"
-    if newlines in (records + rejects, records + rejects + 1) and rejects == 0:
+    # One line per record and no blank line: the header's and every record's line feed, but the
+    # last record's when the file ends without one.
+    one_per_line = newlines == records + rejects + (0 if _ends_inside_a_record(path) else 1)
+    if one_per_line and rejects == 0:
         # The common case: one record per line, nothing rejected.
         con.execute(f"create or replace temp view {result.relation} as "
                     f"select {select}, rowid + 2 as _source_line, {_literal(member)} as _source_member from {scan}")
         return
-    if _map_lines(con, path, scan, result, select, member, delimiter, records):
+    if one_per_line:
+        # Rejected records are on their own lines; the accepted ones, in order, on the others.
+        lines = f"{scan}__lines"
+        con.execute(f"create or replace temp table {lines} as "
+                    f"select row_number() over (order by l) - 1 as _order, l as _source_line "
+                    f"from range(2, {records + rejects + 2}) t(l) "
+                    f"where l not in (select _source_line from {result.rejected})")
+        _with_lines(con, result, scan, select, member, lines)
         return
+    if _map_lines(con, path, scan, result, select, member, delimiter, records):
+        return  # quoted newlines or blank lines: the estimate below would be off
     inner_newlines = " + ".join(
         f"coalesce(length(\"{c}\") - length(replace(\"{c}\", chr(10), '')), 0)" for c in text_columns
     )
@@ -350,10 +362,16 @@ def _map_lines(con: duckdb.DuckDBPyConnection, path: Path, scan: str, result: Ta
         con.execute(f"create or replace temp table {lines} as select * from csv_lines")
     finally:
         con.unregister("csv_lines")
+    _with_lines(con, result, scan, select, member, lines)
+    return True
+
+
+def _with_lines(con: duckdb.DuckDBPyConnection, result: TableRead, scan: str, select: str, member: str | None,
+                lines: str) -> None:
+    """The records of `scan` in order, each with its line from `lines` (_order, _source_line)."""
     con.execute(f"create or replace temp view {result.relation} as "
                 f"select {select}, l._source_line, {_literal(member)} as _source_member "
                 f"from (select *, rowid as _order from {scan}) s join {lines} l using (_order) order by _order")
-    return True
 
 
 def _physical_lines(path: Path, delimiter: str) -> tuple[list[int], set[int]]:
