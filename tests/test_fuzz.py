@@ -40,3 +40,28 @@ def test_a_record_of_millions_of_fields_fails_its_file_at_once_naming_the_line(w
     message = failure_of("safety/road_accidents", path)
     assert message.endswith("ra.csv, line 4: [format] 4,000,001 fields in one record (more than 4,096): "
                             "not a record of this feed")
+
+
+def test_json_nested_100000_deep_in_an_export_or_its_manifest_is_refused_not_a_crash(warehouse):
+    """Found by make fuzz: Python's json raised RecursionError out of the load (a manifest, or the
+    first line of an NDJSON file without a manifest, nested 100,000 deep)."""
+    from pathlib import Path
+
+    from transforms import runs
+    from transforms.load import LoadFailure, load_files
+
+    deep = '{"a":' * 100_000 + "1" + "}" * 100_000
+    patient = '{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1990"}'
+    land(warehouse, "2030-01-01", "Patient.000.ndjson", deep + "\n" + patient + "\n", feed="health/fhir_bulk")
+    land(warehouse, "2030-01-02", "Patient.000.ndjson", patient + "\n" + deep + "\n", feed="health/fhir_bulk")
+    land(warehouse, "2030-01-03", "manifest.json", deep, feed="health/fhir_bulk")
+    files = runs.landed_files("health/fhir_bulk", date(2030, 1, 1), date(2030, 1, 3), warehouse)
+    try:
+        rows = load_files("health/fhir_bulk", files, run_id="deep", root=warehouse)
+    except LoadFailure as failure:
+        rows = failure.rows
+    outcome = {Path(r.source_file).parent.name: (r.status, r.rows_in, r.rows_quarantined) for r in rows}
+    assert outcome == {"2030-01-01": ("not_read", 0, 0), "2030-01-02": ("published", 2, 1),
+                       "2030-01-03": ("failed", 0, 0)}
+    (manifest,) = [r for r in rows if r.status == "failed"]
+    assert manifest.reason.endswith("manifest.json: [manifest] JSON nested too deeply to be a Bulk Data manifest")

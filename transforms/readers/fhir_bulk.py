@@ -78,6 +78,7 @@ _CHUNK = 64 << 20
 # A resource type name (FHIR: an uppercase letter then letters): only such a value is ever quoted
 # back in a reason; anything else in `resourceType` is described, not shown.
 _TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
+_MAX_MANIFEST_BYTES = 64 << 20
 _INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 _BINARY_MAGIC = {b"\x1f\x8b": "gzip-compressed (decompress it before landing)",
                  b"PK\x03\x04": "a zip archive", b"\x28\xb5\x2f\xfd": "zstd-compressed"}
@@ -272,11 +273,17 @@ class _File:
 
 
 def _manifest(path: Path, label: str) -> dict:
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise BadInput(label, "manifest", "empty file (0 bytes): not a Bulk Data manifest")
+    if size > _MAX_MANIFEST_BYTES:
+        raise BadInput(label, "manifest", f"{size:,} bytes: not a Bulk Data manifest (a manifest lists files; "
+                                          f"at most {_MAX_MANIFEST_BYTES:,} bytes are read)")
     data = path.read_bytes()
     try:
         manifest = json.loads(data.decode("utf-8-sig"))
+    except RecursionError:
+        raise BadInput(label, "manifest", "JSON nested too deeply to be a Bulk Data manifest") from None
     except UnicodeDecodeError as error:
         raise BadInput(label, "manifest", f"not UTF-8 text (byte {error.start}): not a Bulk Data manifest") from None
     except json.JSONDecodeError as error:
@@ -383,7 +390,7 @@ def _holds_resources(path: Path) -> bool:
             if line.strip():
                 try:
                     first = json.loads(line.decode("utf-8-sig"))
-                except (UnicodeDecodeError, ValueError):  # a broken first record still names its kind
+                except (UnicodeDecodeError, ValueError, RecursionError):  # a broken first record still names its kind
                     return b'"resourceType"' in line
                 return isinstance(first, dict) and isinstance(first.get("resourceType"), str)
     return False
