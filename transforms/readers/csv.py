@@ -128,7 +128,7 @@ def read_table(con: duckdb.DuckDBPyConnection, path: Path, table: Table, label: 
             raise BadInput(label, "format", f"not readable as CSV: {str(error).splitlines()[0]}") from None
         renames = {c.source: c.name for c in table.columns if c.source and c.source in header}
         _number_lines(con, utf8, scan, result, renames, member, header, delimiter, newlines)
-    _cut_or_padded(con, path, header, result, renames, delimiter, member)
+    _cut_or_padded(con, path, header, result, renames, delimiter, member, newlines)
     return result, encoding
 
 
@@ -150,7 +150,7 @@ _SHORT = "MISSING COLUMNS"
 
 
 def _cut_or_padded(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], result: TableRead,
-                   renames: dict[str, str], delimiter: str, member: str | None) -> None:
+                   renames: dict[str, str], delimiter: str, member: str | None, newlines: int) -> None:
     """The records the parser refused for having fewer fields than the header, and a cut last record.
 
     * A bare file that ends without a line break after a record the parser refused for a quote
@@ -170,7 +170,7 @@ def _cut_or_padded(con: duckdb.DuckDBPyConnection, path: Path, header: list[str]
         cut = con.execute(f"select reason from {result.rejected} where _source_line = ? and ({evidence})",
                           [last_record]).fetchall()
         if last_record is not None and cut:
-            last_line = _count_newlines(path) + 1
+            last_line = newlines + 1
             con.execute(f"update {result.rejected} set reason = ? where _source_line = ?",
                         [f"truncated: the file ends inside this record (no line break after line {last_line}; "
                          f"{cut[0][0].split(':')[0].lower()}): the export was cut off", last_record])
@@ -391,14 +391,6 @@ def _physical_lines(path: Path, delimiter: str) -> tuple[list[int], set[int]]:
 
 def _literal(value: str | None) -> str:
     return "null::varchar" if value is None else "'" + value.replace("'", "''") + "'"
-
-
-def _count_newlines(path: Path) -> int:
-    count = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            count += chunk.count(b"\n")
-    return count
 
 
 def read_many(con: duckdb.DuckDBPyConnection, files: list[tuple[Path, str, str]], contract: Contract,
