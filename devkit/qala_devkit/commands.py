@@ -74,6 +74,14 @@ def cmd_fuzz(args) -> int:
                 seconds_per_input=args.seconds, keep=Path(args.keep) if args.keep else None)
 
 
+def cmd_chaos(args) -> int:
+    from pathlib import Path
+
+    from qala_devkit.chaos import main
+
+    return main(args.trials, seed=args.seed, kinds=args.kinds, keep=Path(args.keep) if args.keep else None)
+
+
 def cmd_bench(args) -> int:
     from qala_devkit.bench import main
 
@@ -122,6 +130,13 @@ def register(sub) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="time limit per input")
     p.add_argument("--keep", help="folder to copy each finding's input into")
     p.set_defaults(func=cmd_fuzz)
+    p = sub.add_parser("chaos", help="SIGKILL at random instants, the work run again: must end as undisturbed")
+    p.add_argument("--trials", type=int, default=200)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--kinds", nargs="*", choices=["load", "replay", "dbt", "scorecard"],
+                   help="units of work to kill (default: all)")
+    p.add_argument("--keep", help="folder to move each warehouse that ended differently into")
+    p.set_defaults(func=cmd_chaos)
     p = sub.add_parser("bench", help="ingest speed and memory vs DuckDB's own CSV → Parquet")
     p.add_argument("--rows", type=int, default=2_000_000)
     p.add_argument("--sim-scale", type=float, default=0.1,
