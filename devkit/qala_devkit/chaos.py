@@ -358,8 +358,10 @@ def campaign(trials: int, scratch: Path, seed: int = 7, kinds: list[str] | None 
     os.environ["QALA_WAREHOUSE"] = str(scratch / "warehouse")  # every unit works there
     # Imported once here: every child forks with them (no thread, no DuckDB connection is open).
     import great_expectations  # noqa: F401
+    import qala_devkit.bench  # noqa: F401
     import transforms.load  # noqa: F401
     import transforms.replay  # noqa: F401
+    import transforms.runs  # noqa: F401
     import transforms.scorecard  # noqa: F401
 
     started = time.perf_counter()
