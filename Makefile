@@ -32,8 +32,12 @@ AUDIT_DEFECTS ?= 0.2
 # make fuzz: fuzzed landings per format (FUZZ_FORMATS: a subset, e.g. "csv oneroster")
 FUZZ_INPUTS ?= 500
 FUZZ_FORMATS ?=
+# make chaos: trials (CHAOS_KINDS: a subset of load replay dbt scorecard), then Airflow task kills
+CHAOS_TRIALS ?= 200
+CHAOS_KINDS ?=
+CHAOS_AIRFLOW ?= 8
 
-.PHONY: setup browser run test ingest backfill up sql docs bench replay gate-audit fuzz scorecard clean-warehouse test-fast
+.PHONY: setup browser run test ingest backfill up sql docs bench replay gate-audit fuzz chaos scorecard clean-warehouse test-fast
 
 # --- set-up: a locked venv, the DuckDB extensions from their PyPI packages, the dbt manifest
 $(BIN)/uv:
@@ -111,6 +115,12 @@ gate-audit: setup
 # --- every reader fuzzed through the load path; the inputs of the findings kept in reports/fuzz/
 fuzz: setup
 	$(BIN)/qala fuzz --inputs $(FUZZ_INPUTS) --keep $(QALA_WAREHOUSE)/reports/fuzz $(if $(FUZZ_FORMATS),--formats $(FUZZ_FORMATS))
+
+# --- SIGKILL at random instants in loads, replays, the dbt build and the scorecard; the work run again must
+# end exactly as an undisturbed run; the warehouses that differ kept in reports/chaos/
+chaos: setup browser
+	$(BIN)/qala chaos --trials $(CHAOS_TRIALS) --airflow-trials $(CHAOS_AIRFLOW) --keep $(QALA_WAREHOUSE)/reports/chaos \
+		$(if $(CHAOS_KINDS),--kinds $(CHAOS_KINDS))
 
 # The whole suite, as CI runs it (about 30 minutes on 2 cores).
 test: setup browser

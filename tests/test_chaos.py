@@ -11,10 +11,11 @@ from qala_devkit import chaos
 
 def test_loads_and_replays_killed_at_random_instants_end_as_undisturbed_ones(tmp_path):
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     # in a process of its own: the campaign forks its children from a parent with no DuckDB in it
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        report = pool.apply(chaos.campaign, (10, tmp_path), {"seed": 3, "kinds": ["load", "replay"]})
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        report = pool.submit(chaos.campaign, 10, tmp_path, seed=3, kinds=["load", "replay"]).result()
     assert report.reference_checks == []  # the undisturbed runs agree, and each load changed the lake
     assert report.trials == 10 and report.differences == []
     assert report.mid_work >= 5  # most kills land while the work runs (the rest: after it ended)

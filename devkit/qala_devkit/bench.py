@@ -213,8 +213,6 @@ STAGE_NAMES = list(dict.fromkeys(name for name, _, _ in STAGES))
 
 def _instrument() -> dict[str, float]:
     """Wrap each stage's function in this process; returns the seconds spent per stage."""
-    import importlib
-
     spent = dict.fromkeys(STAGE_NAMES, 0.0)
     depth = [0]
 
@@ -230,13 +228,20 @@ def _instrument() -> dict[str, float]:
                     spent[stage] += time.perf_counter() - started
         return timed
 
+    wrap_stages(wrap)
+    return spent
+
+
+def wrap_stages(wrap: Callable[[str, Callable], Callable]) -> None:
+    """Replace, in this process, each stage's function (STAGES) by `wrap(stage, function)`."""
+    import importlib
+
     for stage, module_name, attribute in STAGES:
         owner = importlib.import_module(module_name)
         *path, name = attribute.split(".")
         for part in path:
             owner = getattr(owner, part)
         setattr(owner, name, wrap(stage, getattr(owner, name)))
-    return spent
 
 
 def qala_ingest(feed: str, files: list[str], warehouse: str) -> dict:

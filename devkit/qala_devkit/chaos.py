@@ -118,9 +118,7 @@ def _in_child(work: Callable[[], object]) -> object:
 def _mark_stages(marker: mmap.mmap) -> None:
     """Wrap each load-path stage's function (as `make bench` times them) so the innermost stage
     running is written into `marker`."""
-    import importlib
-
-    from qala_devkit.bench import STAGES
+    from qala_devkit.bench import wrap_stages
 
     def wrap(stage: str, function: Callable) -> Callable:
         def marked(*args, **kwargs):
@@ -132,12 +130,7 @@ def _mark_stages(marker: mmap.mmap) -> None:
                 _set_stage(marker, before)
         return marked
 
-    for stage, module_name, attribute in STAGES:
-        owner = importlib.import_module(module_name)
-        *path, name = attribute.split(".")
-        for part in path:
-            owner = getattr(owner, part)
-        setattr(owner, name, wrap(stage, getattr(owner, name)))
+    wrap_stages(wrap)
 
 
 def _set_stage(marker: mmap.mmap, stage: str) -> None:
@@ -352,7 +345,7 @@ class Report:
 
 
 def campaign(trials: int, scratch: Path, seed: int = 7, kinds: list[str] | None = None,
-             log: Callable[[str], None] = print) -> Report:
+             log: Callable[[str], None] = print, airflow_trials: int = 0) -> Report:
     os.environ["QALA_PSEUDONYMISATION_KEY"] = KEY
     os.environ.setdefault("QALA_DUCKDB_THREADS", "1")
     os.environ["QALA_WAREHOUSE"] = str(scratch / "warehouse")  # every unit works there
@@ -367,7 +360,7 @@ def campaign(trials: int, scratch: Path, seed: int = 7, kinds: list[str] | None 
     started = time.perf_counter()
     report = Report()
     chosen = [u for u in units() if kinds is None or u.name.partition(":")[0] in kinds]
-    states = prepare(scratch, seed, {u.start for u in chosen})
+    states = prepare(scratch, seed, {u.start for u in chosen} | ({"loaded"} if airflow_trials else set()))
     starting = {name: _in_child(lambda root=restore(state, scratch): fingerprint(root))
                 for name, state in states.items()}
 
@@ -422,8 +415,97 @@ def campaign(trials: int, scratch: Path, seed: int = 7, kinds: list[str] | None 
             else "ended before the kill") + (f"; {len(found)} difference(s)" if found else "; same"))
         if found:  # kept as it ended (its catalog names the working path: attach it there)
             shutil.move(root, scratch / f"different-{trial + 1}")
+    if airflow_trials:
+        airflow_campaign(airflow_trials, states["loaded"], scratch, rng, report, log)
     report.seconds = time.perf_counter() - started
     return report
+
+
+# --------------------------------------------------------------------------- Airflow task processes
+AIRFLOW_DOMAINS = sorted({feed.partition("/")[0] for feed in FEEDS})
+
+
+def airflow_campaign(trials: int, state: Path, scratch: Path, rng: random.Random, report: Report,
+                     log: Callable[[str], None] = print) -> None:
+    """The embedded Airflow on the `loaded` state: each trial triggers one domain's ingest DAG over
+    the last two landing days, SIGKILLs the process of one of its running `load` task instances
+    (the pid Airflow records for it) after a random share of its undisturbed time, and lets
+    Airflow retry the task (retries=2); the run must succeed and the lake end as the undisturbed
+    run of the same DAG left it."""
+    import socket
+
+    from transforms.airflow_api import run_id
+    from transforms.orchestrate import EmbeddedAirflow
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        os.environ["QALA_AIRFLOW_PORT"] = str(probe.getsockname()[1])
+    root = restore(state, scratch)
+    last = START + timedelta(days=DAYS - 1)
+    conf = {"landing_from": (last - timedelta(days=1)).isoformat(), "landing_to": last.isoformat(), "announce": False}
+    references: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+    with EmbeddedAirflow(root) as airflow:
+        dags = [f"ingest_{domain}" for domain in AIRFLOW_DOMAINS]
+        airflow.wait_for_dags(dags)
+        airflow.wait_for_scheduled_runs(dags)
+        for trial in range(trials):
+            domain = rng.choice(AIRFLOW_DOMAINS)
+            dag_id = f"ingest_{domain}"
+            if domain not in references:
+                _reset_lake(state, root)
+                rid = airflow.trigger(dag_id, conf, run_id(f"chaos_reference_{domain}"))
+                if (ended := airflow.wait_for_run(dag_id, rid)) != "success":
+                    report.reference_checks.append(f"{dag_id} undisturbed: run {rid} ended {ended}")
+                loads = [t for t in airflow.dag_run(dag_id, rid)["tasks"] if t["task_id"].endswith(".load")]
+                seconds[domain] = max(t["duration"] or 0.0 for t in loads)
+                references[domain] = _in_child(lambda: fingerprint(root))
+                log(f"{dag_id}: load tasks {seconds[domain]:.1f} s undisturbed")
+            _reset_lake(state, root)
+            rid = airflow.trigger(dag_id, conf, run_id(f"chaos_{trial + 1}"))
+            pid = _running_load(airflow, dag_id, rid)
+            after = rng.uniform(0.0, 1.0) * seconds[domain]
+            time.sleep(after)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+            except ProcessLookupError:
+                killed = False
+            ended = airflow.wait_for_run(dag_id, rid)
+            tries = max(t["try_number"] for t in airflow.dag_run(dag_id, rid)["tasks"]
+                        if t["task_id"].endswith(".load"))
+            found = [f"run {rid} ended {ended}"] if ended != "success" else []
+            found += differences(_in_child(lambda: fingerprint(root)), references[domain])
+            report.trials += 1
+            report.by_unit[f"airflow:{dag_id}"] += 1
+            if killed and tries > 1:
+                report.mid_work += 1
+                report.by_stage["airflow: load task process"] += 1
+            report.differences += [f"airflow trial {trial + 1} {dag_id}, task process killed after {after:.2f} s: "
+                                   f"{line}" for line in found]
+            log(f"airflow trial {trial + 1}/{trials} {dag_id}: " + (
+                f"load task process {pid} killed after {after:.2f} s, {tries} tries" if killed
+                else "the task had ended before the kill") + (f"; {len(found)} difference(s)" if found else "; same"))
+
+
+def _reset_lake(state: Path, root: Path) -> None:
+    """The lake and reports back as in `state`; landing and Airflow's own state stay."""
+    for part in ("lake", "reports"):
+        if (root / part).exists():
+            shutil.rmtree(root / part)
+        if (state / part).exists():
+            clone(state / part, root / part)
+
+
+def _running_load(airflow, dag_id: str, rid: str, seconds: float = 600) -> int:
+    """The pid of the first `load` task instance of the run seen running."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for task in airflow.dag_run(dag_id, rid)["tasks"]:
+            if task["task_id"].endswith(".load") and task["state"] == "running" and task.get("pid"):
+                return task["pid"]
+        time.sleep(0.2)
+    raise TimeoutError(f"no load task of {dag_id} run {rid} was seen running within {seconds:.0f} s")
 
 
 def _still_running(pid: int) -> bool:
@@ -442,11 +524,12 @@ def print_report(report: Report) -> None:
         print(f"  ✗ {line}")
 
 
-def main(trials: int = 200, seed: int = 7, kinds: list[str] | None = None, keep: Path | None = None) -> int:
+def main(trials: int = 200, seed: int = 7, kinds: list[str] | None = None, keep: Path | None = None,
+         airflow_trials: int = 8) -> int:
     """`qala chaos`: the campaign in a scratch folder; warehouses that differ kept in `keep`."""
     scratch = Path(tempfile.mkdtemp(prefix="qala-chaos-"))
     try:
-        report = campaign(trials, scratch, seed=seed, kinds=kinds)
+        report = campaign(trials, scratch, seed=seed, kinds=kinds, airflow_trials=airflow_trials)
         if keep is not None:
             for kept in scratch.glob("different-*"):
                 keep.mkdir(parents=True, exist_ok=True)

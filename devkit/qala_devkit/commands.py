@@ -79,7 +79,8 @@ def cmd_chaos(args) -> int:
 
     from qala_devkit.chaos import main
 
-    return main(args.trials, seed=args.seed, kinds=args.kinds, keep=Path(args.keep) if args.keep else None)
+    return main(args.trials, seed=args.seed, kinds=args.kinds, keep=Path(args.keep) if args.keep else None,
+                airflow_trials=args.airflow_trials)
 
 
 def cmd_bench(args) -> int:
@@ -135,6 +136,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--kinds", nargs="*", choices=["load", "replay", "dbt", "scorecard"],
                    help="units of work to kill (default: all)")
+    p.add_argument("--airflow-trials", type=int, default=8,
+                   help="then, in the embedded Airflow: load task processes killed, Airflow's retry must end as undisturbed")
     p.add_argument("--keep", help="folder to move each warehouse that ended differently into")
     p.set_defaults(func=cmd_chaos)
     p = sub.add_parser("bench", help="ingest speed and memory vs DuckDB's own CSV → Parquet")
