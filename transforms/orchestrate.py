@@ -31,7 +31,12 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor")
 # start as plain `airflow`.
 _WARM_SCHEDULER = ("import sys, transforms.load, great_expectations.data_context, dbt.cli.main, dbt.adapters.duckdb, "
                    "cosmos; "
-                   "from airflow.__main__ import main; sys.argv = ['airflow', 'scheduler']; sys.exit(main())")
+                   "from airflow.__main__ import main; sys.argv = ['airflow', 'scheduler', '--skip-serve-logs']; "
+                   "sys.exit(main())")
+# --skip-serve-logs: the scheduler's log server listens on every interface (0.0.0.0 and [::], port
+# 8793, not configurable) to hand task logs to an API server on another host. Here the task logs
+# are files on the API server's own disk, which it reads directly; so no listener beyond the API
+# server's own on 127.0.0.1.
 
 
 def _component_command(component: str) -> list[str]:
