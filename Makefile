@@ -91,7 +91,8 @@ sql: setup
 # --- the dbt docs site (every model, column, test, lineage graph) as one offline HTML file
 docs: setup
 	@test -f $(QALA_WAREHOUSE)/attach.sql || $(BIN)/qala init
-	cd dbt_project && DBT_SEND_ANONYMOUS_USAGE_STATS=False ../$(BIN)/dbt docs generate --static --quiet --profiles-dir . \
+	# umask 077: what dbt writes into the warehouse is its owner's alone, as from every qala command (README: Security)
+	cd dbt_project && umask 077 && DBT_SEND_ANONYMOUS_USAGE_STATS=False ../$(BIN)/dbt docs generate --static --quiet --profiles-dir . \
 		--target-path $(QALA_WAREHOUSE)/reports/dbt_docs --log-path logs
 	@echo "dbt docs: $(QALA_WAREHOUSE)/reports/dbt_docs/static_index.html"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,18 @@ def land(root: Path, day: str, name: str, content: bytes | str, feed: str = "saf
     path = folder / name
     path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
     return path
+
+
+def not_private(root: Path) -> list[Path]:
+    """Every file and directory under root (root included) that its group or other users may
+    read, write or enter; symbolic links, whose own mode means nothing, aside."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        for path in [Path(folder), *(Path(folder) / name for name in files)]:
+            mode = path.lstat().st_mode
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                found.append(path)
+    return sorted(found)
 
 
 def failure_of(feed: str, path: Path) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import query
+from tests.conftest import not_private, query
 from transforms import alerts, scorecard
 from transforms.contract import DOMAINS, all_feeds, load_contract
 from transforms.privacy import scan_lake
@@ -56,6 +56,21 @@ def loaded(tmp_path_factory):
     return root, port, run.stdout
 
 
+@pytest.fixture(scope="module")
+def airflow(loaded):
+    """The loaded warehouse's embedded Airflow, started once (after the backfill test's own) for
+    the tests that talk to a running one."""
+    from transforms.orchestrate import EmbeddedAirflow
+
+    root, port, _ = loaded
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("QALA_WAREHOUSE", str(root))
+        env.setenv("QALA_AIRFLOW_PORT", str(port))
+        with EmbeddedAirflow(root) as running:
+            assert running.processes, f"an Airflow was already answering on port {port}"
+            yield running
+
+
 def test_every_feed_loads_every_landed_file_through_airflow(loaded):
     root, _, out = loaded
     for domain in DOMAINS:
@@ -72,6 +87,14 @@ def test_every_feed_loads_every_landed_file_through_airflow(loaded):
         for table in load_contract(feed).tables:
             if table.required:
                 assert query(root, f"select count(*) > 0 from silver.{table.silver}") == [(True,)], table.silver
+
+
+def test_nothing_the_run_created_is_open_to_other_users(loaded):
+    """`qala run` (simulator, Airflow, every load task, dbt, GX Data Docs, the scorecard and its
+    PDF) left no file or folder that the group or other users may read, write or enter."""
+    root, _, _ = loaded
+    assert not_private(root) == []
+    assert len(list((root / "landing").rglob("*"))) > 50 and (root / "state" / "airflow" / "airflow.db").exists()
 
 
 def test_no_raw_personal_identifier_is_in_any_parquet_file_of_the_lake(loaded):
@@ -134,15 +157,14 @@ def test_an_airflow_backfill_reloads_the_days_into_identical_silver_tables(loade
                        "from silver.safety__road_accidents where _landing_date >= ?", [first_day]) == [(True,)]
 
 
-def test_a_failed_kpi_build_names_what_failed_and_leaves_the_ministers_page(loaded, monkeypatch):
+def test_a_failed_kpi_build_names_what_failed_and_leaves_the_ministers_page(loaded, airflow):
     """A copy of a silver row that no published batch stands behind (written past the load path)
     fails dbt's `published_batch` and `unique` tests: build_kpis fails, its task error and dbt's kept run results name the
     test, and the scorecard page stays the last good one."""
     from transforms import lake
     from transforms.airflow_api import run_id
-    from transforms.orchestrate import EmbeddedAirflow
 
-    root, port, _ = loaded
+    root, _, _ = loaded
     page = root / "reports" / "scorecard.html"
     shown = page.read_bytes()
     table = "silver.safety__road_accidents"
@@ -152,15 +174,12 @@ def test_a_failed_kpi_build_names_what_failed_and_leaves_the_ministers_page(load
             f"insert into {table} select * replace ('not-a-published-batch' as _batch_id) from {table} limit 1"), root)
     finally:
         con.close()
-    monkeypatch.setenv("QALA_WAREHOUSE", str(root))
-    monkeypatch.setenv("QALA_AIRFLOW_PORT", str(port))
     try:
-        with EmbeddedAirflow(root) as airflow:
-            airflow.wait_for_dags(["build_kpis"])
-            airflow.wait_for_scheduled_runs(airflow.dag_ids())
-            rid = airflow.trigger("build_kpis", {}, run_id("test__failed_build"))
-            assert airflow.wait_for_run("build_kpis", rid) == "failed"
-            states = {t["task_id"]: t["state"] for t in airflow.dag_run("build_kpis", rid)["tasks"]}
+        airflow.wait_for_dags(["build_kpis"])
+        airflow.wait_for_scheduled_runs(airflow.dag_ids())
+        rid = airflow.trigger("build_kpis", {}, run_id("test__failed_build"))
+        assert airflow.wait_for_run("build_kpis", rid) == "failed"
+        states = {t["task_id"]: t["state"] for t in airflow.dag_run("build_kpis", rid)["tasks"]}
     finally:
         con = lake.connect(root)
         try:
@@ -182,3 +201,107 @@ def test_a_failed_kpi_build_names_what_failed_and_leaves_the_ministers_page(load
     # the notifier's line in the warehouse's alert log names the same dbt nodes
     alert = [a for a in alerts.read(root) if a["run_id"] == rid]
     assert [(a["task_id"], sorted(n["node"] for n in a["failed_dbt_nodes"])) for a in alert] == [("dbt_build", sorted(failed))]
+
+
+# Airflow answers nothing to a call without a valid token. (path, method, body) of the public REST
+# API, the UI's own data routes and the task execution API; each must be refused without a token and
+# with a forged one, and (so that the refusal is the login's, not a wrong path's) answer with a real one.
+MINT_TASK_TOKEN = """
+import sys
+from airflow.executors.base_executor import BaseExecutor
+print(BaseExecutor().jwt_generator.generate({"sub": sys.argv[1]}))
+"""
+
+
+def _call(base: str, method: str, path: str, token: str | None = None, body: dict | None = None) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def _forged(real: str) -> list[str]:
+    """The real token's claims signed with a key that is not the warehouse's, and unsigned."""
+    import jwt
+
+    claims = jwt.decode(real, options={"verify_signature": False})
+    return [jwt.encode(claims, "not-the-warehouse-secret-" * 4, algorithm="HS512"),
+            jwt.encode(claims, None, algorithm="none")]
+
+
+def test_airflow_refuses_every_call_without_a_valid_token_and_listens_on_localhost_only(loaded, airflow):
+    import psutil
+
+    from transforms.airflow_api import run_id
+    from transforms.airflow_secrets import ADMIN, admin_password
+    from transforms.orchestrate import airflow_env
+
+    root, _, _ = loaded
+    base = airflow.base
+    airflow.wait_for_dags(["ingest_safety"])
+    status, login = _call(base, "POST", "/auth/token", body={"username": ADMIN, "password": admin_password(root)})
+    assert status in (200, 201), login
+    user_token = json.loads(login)["access_token"]  # what the admin's login in the UI gets
+    run = airflow.runs("ingest_safety")[0]["dag_run_id"]
+    task = airflow.dag_run("ingest_safety", run)["tasks"][0]["id"]
+    # What a task process authenticates with: minted by Airflow's own executor code, for a real task.
+    minted = subprocess.run([sys.executable, "-c", MINT_TASK_TOKEN, task], env=airflow_env(root),
+                            capture_output=True, text=True, check=True)
+    task_token = minted.stdout.strip().splitlines()[-1]
+    mine = run_id("test__auth")
+    # In order: the writes pause ingest_safety, trigger a run (queued while paused: it never
+    # starts), delete that run and unpause the DAG, leaving Airflow as it was.
+    calls = [
+        # public REST API
+        ("GET", "/api/v2/dags", None, user_token),
+        ("GET", "/api/v2/dags/ingest_safety/dagRuns", None, user_token),
+        ("GET", f"/api/v2/dags/ingest_safety/dagRuns/{run}/taskInstances", None, user_token),
+        ("GET", "/api/v2/assets/events", None, user_token),
+        ("GET", "/api/v2/connections", None, user_token),
+        ("GET", "/api/v2/variables", None, user_token),
+        ("PATCH", "/api/v2/dags/ingest_safety", {"is_paused": True}, user_token),
+        ("POST", "/api/v2/dags/ingest_safety/dagRuns", {"dag_run_id": mine, "logical_date": None, "conf": {}}, user_token),
+        ("DELETE", f"/api/v2/dags/ingest_safety/dagRuns/{mine}", None, user_token),
+        ("PATCH", "/api/v2/dags/ingest_safety", {"is_paused": False}, user_token),
+        # the UI's data routes
+        ("GET", "/ui/dags", None, user_token),
+        ("GET", "/ui/grid/runs/ingest_safety", None, user_token),
+        ("GET", "/ui/dashboard/dag_stats", None, user_token),
+        ("GET", "/ui/auth/me", None, user_token),
+        # the execution API (task processes), which takes a task's token, not a user's
+        ("GET", "/execution/dags/ingest_safety", None, task_token),
+        ("GET", f"/execution/dag-runs/ingest_safety/{run}/state", None, task_token),
+    ]
+    for method, path, body, token in calls:
+        for bad in [None, *_forged(token), user_token if token is task_token else task_token]:
+            status, text = _call(base, method, path, bad, body)
+            assert status in (401, 403), (method, path, bad and bad[:16], status, text[:200])
+        status, text = _call(base, method, path, token, body)
+        assert status in (200, 204), (method, path, status, text[:300])
+    # The configuration: refused without a login, and not shown even to the admin (expose_config = False).
+    assert _call(base, "GET", "/api/v2/config")[0] == 401
+    status, text = _call(base, "GET", "/api/v2/config", user_token)
+    assert status == 403 and "not to expose the configuration" in text
+    # A POST to the execution API that would start a run: refused without a task's token.
+    for bad in [None, user_token]:
+        assert _call(base, "POST", f"/execution/dag-runs/ingest_safety/{run_id('test__auth_exec')}", bad,
+                     {"logical_date": None, "conf": {}})[0] in (401, 403)
+    # What answers without a login carries no data: the UI's page shell (the data comes from the
+    # routes above), the health checks, the version.
+    status, page = _call(base, "GET", "/")
+    assert status == 200 and '<div id="root"' in page and not any(dag in page for dag in airflow.dag_ids())
+    assert _call(base, "GET", "/", user_token) == (status, page)  # the same shell for everyone
+    assert _call(base, "GET", "/api/v2/monitor/health")[0] == 200 and _call(base, "GET", "/execution/health")[0] == 200
+    # Every socket the Airflow processes listen on is the API server's, on 127.0.0.1.
+    processes = [psutil.Process(p.pid) for p in airflow.processes]
+    processes += [child for p in processes for child in p.children(recursive=True)]
+    listening = {(c.laddr.ip, c.laddr.port) for p in processes for c in p.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN}
+    assert listening == {("127.0.0.1", int(base.rsplit(":", 1)[1]))}, listening

@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     for plugin in entry_points(group=COMMAND_PLUGINS):
         plugin.load()(sub)
     args = parser.parse_args(argv)
+    # What this command and the processes it starts (Airflow, its tasks, dbt) create is its
+    # owner's alone: landing holds raw personal data (settings.PRIVATE_UMASK).
+    settings.private_files()
     # A SIGTERM (kill, a CI time-out, systemd) unwinds like Ctrl-C does, so the Airflow components
     # this command started are stopped with it instead of left running on the port.
     signal.signal(signal.SIGTERM, _terminated)

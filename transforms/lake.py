@@ -102,9 +102,11 @@ def off_lake(con: duckdb.DuckDBPyConnection):
 
 def ensure_lake(root: Path | None = None) -> None:
     """Create the lake of a fresh warehouse: catalog, data path, schemas, the tables of transforms/schema.py
-    (ops, every feed's silver and quarantine), attach.sql."""
+    (ops, every feed's silver and quarantine), attach.sql; and the warehouse's top-level
+    directories, private to their owner (settings.private_dirs)."""
     root = root or settings.warehouse_root()
     install_extensions()
+    settings.private_dirs(root)
     data_path(root).mkdir(parents=True, exist_ok=True)
     with writer_lock(root):  # two first loads of a fresh warehouse may start together
         con = connect(root)

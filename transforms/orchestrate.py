@@ -31,7 +31,12 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor")
 # start as plain `airflow`.
 _WARM_SCHEDULER = ("import sys, transforms.load, great_expectations.data_context, dbt.cli.main, dbt.adapters.duckdb, "
                    "cosmos; "
-                   "from airflow.__main__ import main; sys.argv = ['airflow', 'scheduler']; sys.exit(main())")
+                   "from airflow.__main__ import main; sys.argv = ['airflow', 'scheduler', '--skip-serve-logs']; "
+                   "sys.exit(main())")
+# --skip-serve-logs: the scheduler's log server listens on every interface (0.0.0.0 and [::], port
+# 8793, not configurable) to hand task logs to an API server on another host. Here the task logs
+# are files on the API server's own disk, which it reads directly; so no listener beyond the API
+# server's own on 127.0.0.1.
 
 
 def _component_command(component: str) -> list[str]:
@@ -71,7 +76,7 @@ def ensure_airflow(root: Path) -> str | None:
     """Create this warehouse's Airflow metadata DB and admin login if missing.
     Returns the admin password the first time (to print once), else None."""
     home = airflow_home(root)
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     created = create_admin_password(root)
     database = home / "airflow.db"
     if not database.exists():
@@ -85,7 +90,7 @@ def ensure_airflow(root: Path) -> str | None:
 
 def airflow_cli(root: Path, *args: str, quiet: bool = False) -> subprocess.CompletedProcess:
     result = subprocess.run(["airflow", *args], env=airflow_env(root), text=True,
-                            capture_output=quiet)
+                            capture_output=quiet, umask=settings.PRIVATE_UMASK)
     if result.returncode != 0:
         raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout or ''}{result.stderr or ''}")
     return result
@@ -110,12 +115,15 @@ class EmbeddedAirflow(AirflowApi):
         else:
             self._check_port_free()
             logs = airflow_home(self.root) / "logs"
-            logs.mkdir(parents=True, exist_ok=True)
+            logs.mkdir(mode=0o700, parents=True, exist_ok=True)
             for component in COMPONENTS:
-                out = open(logs / f"{component}.log", "ab")
+                out = open(logs / f"{component}.log", "ab", opener=lambda path, flags: os.open(path, flags, 0o600))
                 self.processes.append(subprocess.Popen(
                     _component_command(component), env=airflow_env(self.root), stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True))
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                    # whoever started Airflow (the qala CLI, a test), its metadata DB, logs and
+                    # task processes (loads, dbt) are private to the warehouse's owner
+                    umask=settings.PRIVATE_UMASK))
             if self.wait:
                 self.ready()
         return self
