@@ -111,16 +111,17 @@ def _failed(con, feed: str, run_id: str) -> set[str]:
 
 def stale_files(con, run_id: str) -> dict[str, list[str]]:
     """Per silver/quarantine table of the hashed feeds: the files with rows from a batch that is
-    not the rotation's, i.e. still under the old key."""
-    stale = {}
-    for table in hashed_tables():
-        for layer in ("silver", "quarantine"):
-            files = [f for (f,) in con.execute(
-                f"""select distinct _source_file from {layer}.{table}
-                    where _batch_id not in (select batch_id from ops.load_ledger where run_id = ?)
-                    order by 1""", [run_id]).fetchall()]
-            if files:
-                stale[f"{layer}.{table}"] = files
+    not the rotation's, i.e. still under the old key (one query: each statement on the lake costs
+    a look at its catalog)."""
+    parts = [f"""select '{layer}.{table}' as name, _source_file from {layer}.{table}
+                 where _batch_id not in (select batch_id from rotation_batches)"""
+             for table in hashed_tables() for layer in ("silver", "quarantine")]
+    rows = con.execute(f"""with rotation_batches as (select batch_id from ops.load_ledger where run_id = ?)
+                           select distinct name, _source_file from ({' union all '.join(parts)}) order by all""",
+                       [run_id]).fetchall()
+    stale: dict[str, list[str]] = {}
+    for name, label in rows:
+        stale.setdefault(name, []).append(label)
     return stale
 
 
@@ -241,23 +242,19 @@ def _expire_snapshots(con, root: Path) -> None:
         con.execute(f"call ducklake_cleanup_old_files('{settings.LAKE_ALIAS}', cleanup_all => true)")
 
 
-def _finish(state: dict, new_key: bytes, root: Path) -> None:
+def _finish(con, state: dict, new_key: bytes, root: Path) -> None:
     """Verify once more and put the new key in place, under the writer lock (no publish in between)."""
-    con = lake.connect(root)
-    try:
-        with lake.writer_lock(root):
-            stale = stale_files(con, state["run_id"])
-            if stale:
-                raise RekeyRefused(_stale_message(stale))
-            if state["mode"] == FILE and next_key_file(root).exists():
-                os.replace(next_key_file(root), key_file(root))  # the old key's file is gone with it
-            pin = pin_file(root)
-            with contextlib.suppress(FileNotFoundError):
-                pin.unlink()
-            write_secret(pin, fingerprint(new_key))
-            rotation_file(root).unlink()
-    finally:
-        con.close()
+    with lake.writer_lock(root):
+        stale = stale_files(con, state["run_id"])
+        if stale:
+            raise RekeyRefused(_stale_message(stale))
+        if state["mode"] == FILE and next_key_file(root).exists():
+            os.replace(next_key_file(root), key_file(root))  # the old key's file is gone with it
+        pin = pin_file(root)
+        with contextlib.suppress(FileNotFoundError):
+            pin.unlink()
+        write_secret(pin, fingerprint(new_key))
+        rotation_file(root).unlink()
 
 
 def _stale_message(stale: dict[str, list[str]]) -> str:
@@ -302,7 +299,7 @@ def rekey(root: Path | None = None, expire_snapshots: bool = False,
                 summary.dbt = "rebuilt (--full-refresh) every model downstream of the re-keyed silver tables"
             else:
                 summary.dbt = "nothing built by dbt yet: the next build_kpis builds from re-keyed silver"
-        _finish(state, new_key, root)
+        _finish(con, state, new_key, root)
         if expire_snapshots:
             _expire_snapshots(con, root)
     finally:
