@@ -30,6 +30,8 @@ APP_HEADER = ("application_id,child_iin,child_birth_date,child_name,parent_iin,p
 QUEUE_HEADER = ("event_id,child_iin,child_birth_date,kato_code,event_type,priority_category,event_at,"
                 "kindergarten_id,queue_number,child_name")
 TABLES = ("education__school_applications", "education__kindergarten_queue")
+LIGHTING = ("cabinet_id,kato_code,interval_start,interval_minutes,energy_kwh,lamps,burning_hours\n"
+            "ALM-SL-000001,751500000,2025-03-05T00:00:00+05:00,60,15.921,55,1.000\n")
 JOIN = ("select count(*) from silver.education__school_applications a "
         "join silver.education__kindergarten_queue q using (child_iin)")
 
@@ -92,9 +94,11 @@ def outcomes(root: Path) -> dict[str, tuple]:
         qualify row_number() over (partition by source_file order by finished_at desc) = 1""")}
 
 
-def contents(root: Path) -> dict[str, list[tuple]]:
-    """silver and quarantine of both tables but for the batch ids, child_iin first."""
-    found = read(root, {f"{layer}.{t}": f"select child_iin, * exclude (_batch_id, child_iin) from {layer}.{t}"
+def contents(root: Path, before: str = "9999-12-31") -> dict[str, list[tuple]]:
+    """silver and quarantine of both tables but for the batch ids, child_iin first (files landed
+    before a day)."""
+    found = read(root, {f"{layer}.{t}": f"select child_iin, * exclude (_batch_id, child_iin) from {layer}.{t} "
+                                         f"where _landing_date < '{before}'"
                         for t in TABLES for layer in ("silver", "quarantine")})
     return {name: sorted(rows, key=repr) for name, rows in found.items()}
 
@@ -198,20 +202,29 @@ def test_a_rotation_killed_between_feeds_completes_when_run_again(warehouse, fil
     assert key_file(warehouse).read_text().strip() == old_key and fingerprint(new_key.encode()) == state["new_fingerprint"]
     assert hashed(warehouse)["silver.education__kindergarten_queue"] == sorted(
         pseudonym(new_key, child(i)) for i in (0, 1, 2, 5))
-    # meanwhile a load under the old key is refused
-    path = land(warehouse, "2025-03-05", "queue_events_75_2025-03-05.csv",
+    # meanwhile a load of a feed that hashes is refused, with a ledger row saying why (the
+    # rotation loads that file too: it is in the ledger); a feed without personal ids loads
+    late = land(warehouse, "2025-03-05", "queue_events_75_2025-03-05.csv",
                 QUEUE_HEADER + "\n" + event(1, 3, "2025-03-05"), feed=QUEUE)
     with pytest.raises(KeyRefused, match="rotation .* is in progress"):
-        load_files(QUEUE, [path], run_id="daily-during", root=warehouse)
-    path.unlink()
+        load_files(QUEUE, [late], run_id="daily-during", root=warehouse)
+    late_label = f"landing/{QUEUE}/2025-03-05/{late.name}"
+    assert outcomes(warehouse)[late_label][:2] == ("failed", 0)
+    lighting = land(warehouse, "2025-03-05", "lighting_2025-03-05.csv", LIGHTING, feed="housing/street_lighting")
+    (row,) = load_files("housing/street_lighting", [lighting], run_id="daily-during", root=warehouse)
+    assert row.status == "published"
 
     summary = rekey(warehouse, out=lambda _: None)
     assert summary.done and summary.resumed and summary.run_id == state["run_id"]
-    assert summary.feeds[QUEUE]["files"] == 0 and summary.feeds[APPS]["files"] == 2
+    assert summary.feeds[QUEUE]["files"] == 1 and summary.feeds[APPS]["files"] == 2
     assert key_file(warehouse).read_text().strip() == new_key and rotation(warehouse) is None
-    assert outcomes(warehouse) == ledger_before
+    after = outcomes(warehouse)
+    assert after.pop(late_label) == ("published", 1, 1, 0)
+    after.pop(f"landing/housing/street_lighting/2025-03-05/{lighting.name}")
+    assert after == ledger_before
     # what an uninterrupted rotation gives (the first test): every row as before, its child's IIN
-    # hashed under the new key instead of the old
+    # hashed under the new key instead of the old; the late file's child joins
     rekeyed = {pseudonym(old_key, child(i)): pseudonym(new_key, child(i)) for i in range(6)}
-    assert contents(warehouse) == {t: sorted(((rekeyed[r[0]], *r[1:]) for r in rows), key=repr) for t, rows in before.items()}
-    assert query(warehouse, JOIN) == [(3,)]
+    assert contents(warehouse, before="2025-03-05") == {
+        t: sorted(((rekeyed[r[0]], *r[1:]) for r in rows), key=repr) for t, rows in before.items()}
+    assert query(warehouse, JOIN) == [(4,)]

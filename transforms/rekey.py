@@ -15,9 +15,10 @@ when `qala rekey` runs again):
 1. start   a new key in state/secrets/pseudonymisation.key.next (0600, written and synced before
            anything uses it), and state/secrets/pseudonymisation.rotation.json: the run id
            (`rekey__<UTC time>`, the run_id of the rotation's ledger rows), the new key's
-           fingerprint, the mode. From here on every load under another key is refused
-           (pseudonymise.check_key, at a batch's start and inside its publish transaction): a load
-           that runs during the rotation fails with a ledger row saying so, and Airflow retries it.
+           fingerprint, the mode. From here on a load of a hashing feed under another key is
+           refused (pseudonymise.check_key, at a batch's start and inside its publish transaction):
+           its files get `failed` ledger rows saying so, Airflow retries the task, and the rotation
+           loads those files too (their latest ledger row is not the rotation's).
 2. reload  per feed with `hash` columns, every file of the ledger (ops.load_ledger) whose latest
            row is not yet the rotation's, under the new key; ledger rows with the rotation's run id.
 3. verify  no row of those feeds' silver and quarantine tables is left from a batch before the
