@@ -228,3 +228,10 @@ def test_a_rotation_killed_between_feeds_completes_when_run_again(warehouse, fil
     assert contents(warehouse, before="2025-03-05") == {
         t: sorted(((rekeyed[r[0]], *r[1:]) for r in rows), key=repr) for t, rows in before.items()}
     assert query(warehouse, JOIN) == [(4,)]
+
+
+def test_a_key_in_the_airflow_connection_is_not_mistaken_for_the_file_key(warehouse, file_key, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_QALA_PSEUDONYMISATION", '{"conn_type": "generic", "password": "' + "3" * 64 + '"}')
+    with pytest.raises(RekeyRefused, match=f"Airflow connection qala_pseudonymisation.*export its key as {KEY_ENV}"):
+        rekey(warehouse, out=lambda _: None)
+    assert rotation(warehouse) is None and not next_key_file(warehouse).exists()

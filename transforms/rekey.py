@@ -126,7 +126,35 @@ def stale_files(con, run_id: str) -> dict[str, list[str]]:
     return stale
 
 
-def _mode() -> str:
+CONNECTION = "qala_pseudonymisation"  # the DAGs copy its password into $QALA_PSEUDONYMISATION_KEY
+
+
+def _connection_holds_key(root: Path) -> bool:
+    """Whether the DAGs take the key from the Airflow connection (its environment variable, or a row
+    in this warehouse's embedded metadata DB): a shell without the variable would otherwise rotate
+    the file key that the DAGs do not use. Read with sqlite3: transforms never imports Airflow."""
+    import sqlite3
+
+    from transforms.airflow_secrets import airflow_home
+
+    if os.environ.get(f"AIRFLOW_CONN_{CONNECTION.upper()}"):
+        return True
+    database = airflow_home(root) / "airflow.db"
+    if not database.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as con:
+            return con.execute("select 1 from connection where conn_id = ?", [CONNECTION]).fetchone() is not None
+    except sqlite3.Error:
+        return False
+
+
+def _mode(root: Path) -> str:
+    if not os.environ.get(KEY_ENV) and _connection_holds_key(root):
+        raise RekeyRefused(
+            f"the DAGs take the pseudonymisation key from the Airflow connection {CONNECTION}, not from "
+            f"{key_file(root)}: export its key as {KEY_ENV} and a new key (e.g. `openssl rand -hex 32`) as "
+            f"{NEXT_KEY_ENV}, run `qala rekey` again, and when it completes put the new key in the connection")
     if os.environ.get(KEY_ENV):
         if not os.environ.get(NEXT_KEY_ENV):
             raise RekeyRefused(
@@ -142,7 +170,7 @@ def _mode() -> str:
 
 def _start(root: Path, out: Callable[[str], None]) -> tuple[dict, bytes, bool]:
     """(the rotation's state, its new key, whether it resumes one that was started before)."""
-    mode = _mode()
+    mode = _mode(root)
     state = rotation(root)
     if mode == ENV:
         new_key = os.environ[NEXT_KEY_ENV].encode("utf-8")
