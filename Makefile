@@ -32,10 +32,8 @@ AUDIT_DEFECTS ?= 0.2
 # make fuzz: fuzzed landings per format (FUZZ_FORMATS: a subset, e.g. "csv oneroster")
 FUZZ_INPUTS ?= 500
 FUZZ_FORMATS ?=
-# make rekey: EXPIRE_SNAPSHOTS=1 also expires the lake's snapshots from before the rotation (old-key hashes)
-EXPIRE_SNAPSHOTS ?=
 
-.PHONY: setup browser run test ingest backfill up sql docs bench replay rekey gate-audit fuzz scorecard clean-warehouse test-fast
+.PHONY: setup browser run test ingest backfill up sql docs bench replay gate-audit fuzz scorecard clean-warehouse test-fast
 
 # --- set-up: a locked venv, the DuckDB extensions from their PyPI packages, the dbt manifest
 $(BIN)/uv:
@@ -108,6 +106,9 @@ replay: setup
 
 # --- rotate the pseudonymisation key: every landed file of the hashed feeds reloaded under a new key,
 # dbt's models on them rebuilt, the old key retired; re-run to resume (README: Rotating the pseudonymisation key)
+# EXPIRE_SNAPSHOTS=1 also expires the lake's snapshots from before the rotation (they hold old-key hashes)
+EXPIRE_SNAPSHOTS ?=
+.PHONY: rekey
 rekey: setup
 	$(BIN)/qala rekey $(if $(EXPIRE_SNAPSHOTS),--expire-snapshots)
 
