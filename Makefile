@@ -109,6 +109,14 @@ replay: setup
 	@test -n "$(FEED)" -a -n "$(BATCH)" || { echo "usage: make replay FEED=<domain>/<feed> BATCH=<batch_id>"; exit 2; }
 	$(BIN)/qala replay --feed $(FEED) --batch $(BATCH)
 
+# --- rotate the pseudonymisation key: every landed file of the hashed feeds reloaded under a new key,
+# dbt's models on them rebuilt, the old key retired; re-run to resume (README: Rotating the pseudonymisation key)
+# EXPIRE_SNAPSHOTS=1 also expires the lake's snapshots from before the rotation (they hold old-key hashes)
+EXPIRE_SNAPSHOTS ?=
+.PHONY: rekey
+rekey: setup
+	$(BIN)/qala rekey $(if $(EXPIRE_SNAPSHOTS),--expire-snapshots)
+
 # --- recall and precision of the row checks and gates against the simulator's planted defects
 gate-audit: setup
 	$(BIN)/qala gate-audit --days $(AUDIT_DAYS) --scale $(AUDIT_SCALE) --defect-rate $(AUDIT_DEFECTS)

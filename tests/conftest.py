@@ -19,7 +19,7 @@ from transforms.load import LoadFailure, load_files
 # new test lands in the right tier without a decorator: the modules that drive the embedded
 # Airflow, the fixtures that build with dbt or start Chromium.
 AIRFLOW_MODULES = {"test_dags", "test_end_to_end", "test_ingest_all"}
-DBT_MODULES = {"test_dbt_kpis", "test_dbt_incremental"}
+DBT_MODULES = {"test_dbt_kpis", "test_dbt_incremental", "test_rekey_dbt"}
 FIXTURE_TIERS = {"kpi_world": "dbt", "browser": "browser"}
 
 

@@ -118,6 +118,31 @@ def cmd_replay(args) -> int:
     return 0 if all(r.status == PUBLISHED for r in after) else 1
 
 
+def cmd_rekey(args) -> int:
+    """Rotate the pseudonymisation key; every landed file of the hashed feeds re-keyed (transforms/rekey.py)."""
+    from transforms.rekey import RekeyRefused, rekey
+
+    print("Rotating the pseudonymisation key. Pause the scheduler first (`qala up` stopped, or every DAG paused): "
+          "a load that runs meanwhile is refused and retried by Airflow, not published under the old key.")
+    try:
+        summary = rekey(_root(), expire_snapshots=args.expire_snapshots)
+    except RekeyRefused as error:
+        print(f"rekey refused: {error}", file=sys.stderr)
+        return 2
+    files = sum(f["files"] for f in summary.feeds.values())
+    rows = sum(f["rows"] for f in summary.feeds.values())
+    print(f"rotation {summary.run_id} complete{' (resumed)' if summary.resumed else ''}: {len(summary.feeds)} feed(s), "
+          f"{files:,} file(s), {rows:,} rows re-keyed in {summary.seconds:.1f} s; dbt: {summary.dbt}")
+    print(f"ledger: select * from ops.load_ledger where run_id = '{summary.run_id}';")
+    if summary.mode == "env":
+        print("the key is held in the environment: now put the new key in QALA_PSEUDONYMISATION_KEY (and the Airflow "
+              "connection qala_pseudonymisation), remove QALA_PSEUDONYMISATION_KEY_NEXT, and destroy the old key; "
+              "loads under the old key are refused from now on")
+    else:
+        print("the new key is in place (state/secrets/pseudonymisation.key) and the old one is deleted: back up the new one")
+    return 0
+
+
 def cmd_feeds(args) -> int:
     """`qala feeds list` / `qala feeds show <domain>/<feed>`."""
     from transforms import feeds
@@ -161,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--feed", required=True, help="<domain>/<feed>")
     p.add_argument("--batch", required=True, help="a batch_id of ops.load_ledger")
     p.set_defaults(func=cmd_replay)
+    p = sub.add_parser("rekey", help="rotate the pseudonymisation key: reload every landed file of the hashed feeds "
+                       "under a new key, rebuild dbt's models on them, then retire the old key (resumes if interrupted)")
+    p.add_argument("--expire-snapshots", action="store_true",
+                   help="also expire the lake's older snapshots and delete their files (they hold old-key hashes; "
+                        "time travel then starts at the rotation)")
+    p.set_defaults(func=cmd_rekey)
     p = sub.add_parser("feeds", help="list the feeds, or show every file and table of one feed's story")
     feeds_sub = p.add_subparsers(dest="feeds_command", required=True)
     feeds_sub.add_parser("list", help="every feed: format, title, silver tables").set_defaults(func=cmd_feeds, feed=None)

@@ -160,10 +160,13 @@ def commit(con: duckdb.DuckDBPyConnection, statements: Callable[[], None], root:
                 statements()
                 con.execute("commit")
                 return
-            except duckdb.Error as error:
-                with contextlib.suppress(duckdb.Error):  # a failed COMMIT has already rolled back
+            except Exception as error:
+                # Any failure rolls back (a check raised by `statements` too, or the connection
+                # would stay inside the open transaction); a failed COMMIT has already rolled back.
+                with contextlib.suppress(duckdb.Error):
                     con.execute("rollback")
-                if "database is locked" not in str(error) or attempt == attempts - 1:
+                if (not isinstance(error, duckdb.Error) or "database is locked" not in str(error)
+                        or attempt == attempts - 1):
                     raise
                 time.sleep(min(0.25 * 2 ** attempt, 4))
 

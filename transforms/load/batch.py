@@ -17,7 +17,7 @@ from transforms import lake, ledger, settings
 from transforms.contract import Contract
 from transforms.errors import BadInput
 from transforms.ledger import FAILED, LedgerRow
-from transforms.pseudonymise import hmac_key
+from transforms.pseudonymise import KeyRefused, hmac_key
 
 READ = "read"  # a file read whole, waiting for its batch's checks and gate
 
@@ -37,7 +37,15 @@ class Batch:
         span = f"{first:%Y%m%d}" + (f"-{last:%Y%m%d}" if last != first else "")
         self.batch_id = f"{contract.table}-{span}-{uuid.uuid4().hex[:8]}"
         self.run_id = run_id
-        self.key = hmac_key(root)
+        # Only a feed that hashes a column needs the key, and only its loads are refused while the
+        # key rotates (pseudonymise.check_key; `refused` says why, `load` gives each file its row).
+        self.hashes = any("hash" in t.pii.values() for t in contract.tables)
+        self.key, self.refused = b"", None
+        if self.hashes:
+            try:
+                self.key = hmac_key(root)
+            except KeyRefused as error:
+                self.refused = error
         self.suites: dict[str, dict] = {}  # table → its GX suite (and history section)
         # per file (its label): the ledger row, the notes its reason will carry
         self.rows: dict[str, LedgerRow] = {}
@@ -66,6 +74,12 @@ class Batch:
         from transforms.load import check, gating, publish, read
 
         self.outcomes = outcomes
+        if self.refused is not None:  # nothing read: every file failed with why, then the error raised
+            for path in self.paths:
+                row = self.new_row(path)
+                row.status, row.reason = FAILED, f"{row.source_file}: not loaded: {self.refused}"
+            self.finish()
+            raise self.refused
         with lake.off_lake(self.con):  # reading touches temp tables only
             read.read_files(self)
         readable = self.readable()

@@ -10,6 +10,7 @@ from transforms import lake, schema, settings
 from transforms.ledger import BLOCKED, FAILED, PUBLISHED, insert_rows
 from transforms.load import gating
 from transforms.load.batch import Batch
+from transforms.pseudonymise import check_key
 from transforms.schema import Temp, ident, literal
 
 
@@ -42,6 +43,10 @@ def commit(batch: Batch) -> int:
     batch_id = literal(batch.batch_id)
 
     def statements() -> None:
+        # Under the writer lock: a key rotation that started (or completed) since the batch took
+        # its key refuses it here, so no row is published under a retired key.
+        if batch.hashes:
+            check_key(batch.key, batch.root)
         for table in contract.tables:
             schema.ensure_tables(con, table)
             for layer in ("silver", "quarantine"):
