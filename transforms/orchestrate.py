@@ -63,6 +63,9 @@ def airflow_env(root: Path) -> dict[str, str]:
         GX_ANALYTICS_ENABLED="False",
         DBT_SEND_ANONYMOUS_USAGE_STATS="False",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        # Airflow imports `airflow_local_settings` from its path: dags/airflow_local_settings.py
+        # keeps the API server's event loop free of SQLite lock waits (it says how).
+        PYTHONPATH=os.pathsep.join(filter(None, [str(settings.REPO_ROOT / "dags"), os.environ.get("PYTHONPATH")])),
     )
     return env
 
@@ -114,7 +117,8 @@ class EmbeddedAirflow(AirflowApi):
             for component in COMPONENTS:
                 out = open(logs / f"{component}.log", "ab")
                 self.processes.append(subprocess.Popen(
-                    _component_command(component), env=airflow_env(self.root), stdout=out,
+                    _component_command(component), env={**airflow_env(self.root), "QALA_AIRFLOW_COMPONENT": component},
+                    stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True))
             if self.wait:
                 self.ready()
