@@ -9,6 +9,7 @@ REST API (`airflow_api.AirflowApi`, which EmbeddedAirflow is); its secrets live 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import signal
@@ -68,6 +69,9 @@ def airflow_env(root: Path) -> dict[str, str]:
         GX_ANALYTICS_ENABLED="False",
         DBT_SEND_ANONYMOUS_USAGE_STATS="False",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        # Airflow imports `airflow_local_settings` from its path: dags/airflow_local_settings.py
+        # keeps the API server's event loop free of SQLite lock waits (it says how).
+        PYTHONPATH=os.pathsep.join(filter(None, [str(settings.REPO_ROOT / "dags"), os.environ.get("PYTHONPATH")])),
     )
     return env
 
@@ -109,32 +113,60 @@ class EmbeddedAirflow(AirflowApi):
         self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> "EmbeddedAirflow":
-        ensure_airflow(self.root)
-        if self._healthy():
-            self._check_it_is_ours()
-        else:
-            self._check_port_free()
-            logs = airflow_home(self.root) / "logs"
-            logs.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for component in COMPONENTS:
-                out = open(logs / f"{component}.log", "ab", opener=lambda path, flags: os.open(path, flags, 0o600))
-                self.processes.append(subprocess.Popen(
-                    _component_command(component), env=airflow_env(self.root), stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True,
-                    # whoever started Airflow (the qala CLI, a test), its metadata DB, logs and
-                    # task processes (loads, dbt) are private to the warehouse's owner
-                    umask=settings.PRIVATE_UMASK))
-            if self.wait:
+        # One Airflow per warehouse, however many qala commands use it at once (two `make ingest`
+        # side by side): who finds none starts it, holding `start.lock` until its API server
+        # answers, so a second command waits for it and then uses it instead of starting a second
+        # scheduler and DAG processor on the same SQLite file (whose API server, finding the port
+        # taken, exited and ended both commands; the two schedulers' lock waits answered 500s).
+        # Every user holds `users.lock` shared; the one that started Airflow stops it only when
+        # it can take that lock alone, i.e. after the others are done.
+        home = airflow_home(self.root)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private = lambda path, flags: os.open(path, flags, 0o600)  # noqa: E731
+        self._start_lock = open(home / "start.lock", "a", opener=private)
+        self._users_lock = open(home / "users.lock", "a", opener=private)
+        fcntl.flock(self._start_lock, fcntl.LOCK_EX)
+        try:
+            ensure_airflow(self.root)
+            if self._healthy():
+                self._check_it_is_ours()
+            else:
+                self._check_port_free()
+                logs = home / "logs"
+                logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+                for component in COMPONENTS:
+                    out = open(logs / f"{component}.log", "ab", opener=private)
+                    self.processes.append(subprocess.Popen(
+                        _component_command(component), env={**airflow_env(self.root), "QALA_AIRFLOW_COMPONENT": component},
+                        stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                        # whoever started Airflow (the qala CLI, a test), its metadata DB, logs and
+                        # task processes (loads, dbt) are private to the warehouse's owner
+                        umask=settings.PRIVATE_UMASK))
+            fcntl.flock(self._users_lock, fcntl.LOCK_SH)
+            if self.wait or not self.processes:
                 self.ready()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def ready(self) -> "EmbeddedAirflow":
         """Wait until the API server answers (Airflow started with wait=False starts up while
-        the caller does other work: `make run` simulates meanwhile)."""
+        the caller does other work: `make run` simulates meanwhile); then let other commands in."""
         self._wait(self._healthy, 180, "the Airflow API server to answer")
+        fcntl.flock(self._start_lock, fcntl.LOCK_UN)
         return self
 
     def __exit__(self, *exc) -> None:
+        fcntl.flock(self._users_lock, fcntl.LOCK_UN)
+        if self.processes:
+            fcntl.flock(self._start_lock, fcntl.LOCK_EX)  # no one starts using it meanwhile
+            try:
+                fcntl.flock(self._users_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print("Airflow: another qala command still uses this Airflow; stopping it once that is done",
+                      file=sys.stderr, flush=True)
+                fcntl.flock(self._users_lock, fcntl.LOCK_EX)
         for process in self.processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -143,6 +175,8 @@ class EmbeddedAirflow(AirflowApi):
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+        self._users_lock.close()  # closing releases the locks
+        self._start_lock.close()
 
     def wait_forever(self) -> None:
         while all(p.poll() is None for p in self.processes):
