@@ -33,7 +33,7 @@ AUDIT_DEFECTS ?= 0.2
 FUZZ_INPUTS ?= 500
 FUZZ_FORMATS ?=
 
-.PHONY: setup browser run test ingest backfill up sql docs bench replay gate-audit fuzz scorecard clean-warehouse test-fast
+.PHONY: setup browser run test ingest backfill up sql docs bench replay lake-check repair gate-audit fuzz scorecard clean-warehouse test-fast
 
 # --- set-up: a locked venv, the DuckDB extensions from their PyPI packages, the dbt manifest
 $(BIN)/uv:
@@ -103,6 +103,13 @@ bench: setup
 replay: setup
 	@test -n "$(FEED)" -a -n "$(BATCH)" || { echo "usage: make replay FEED=<domain>/<feed> BATCH=<batch_id>"; exit 2; }
 	$(BIN)/qala replay --feed $(FEED) --batch $(BATCH)
+
+# --- lake data files missing or damaged under the catalog: list them; take them out and reload their landed files
+lake-check: setup
+	$(BIN)/qala lake-check
+
+repair: setup
+	$(BIN)/qala repair
 
 # --- recall and precision of the row checks and gates against the simulator's planted defects
 gate-audit: setup
