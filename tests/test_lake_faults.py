@@ -7,6 +7,7 @@ import contextlib
 import os
 import sqlite3
 import subprocess
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from transforms import cli, lake, ledger
 from transforms.errors import DiskFull, LakeDamaged
 from transforms.load import LoadFailure, load_files
 from transforms.pseudonymise import KEY_ENV
+from transforms.runs import verdict
 
 FEED = "safety/road_accidents"
 SILVER = "silver.safety__road_accidents"
@@ -197,6 +199,9 @@ def test_a_full_disk_during_a_publish_rolls_back_and_the_ledger_says_so_once_spa
         kept = [r for r in ledger.pending(root) if r.run_id == "full"]
         assert len(written) + len(kept) == 1
         print("ledger row of the failed load:", "written at once" if written else f"kept in {ledger.pending_path(root)}")
+        # the run's `check` names the file with the full disk, not as a file without a ledger row
+        failures, _ = verdict(FEED, "full", date(2025, 3, 2), date(2025, 3, 2), root)
+        assert "no space left on device" in failures[1] and "no ledger row" not in "\n".join(failures)
         assert (written[0][0] if written else kept[0].reason).startswith(
             "landing/safety/road_accidents/2025-03-02/ra.csv: failed: no space left on device under ")
 

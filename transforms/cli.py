@@ -42,6 +42,14 @@ def cmd_scorecard(args, write: bool = True) -> int:
     from transforms import scorecard
     from transforms.scorecard import format_change, format_target, format_value
 
+    with lake.explained(_root()):  # a damaged lake file: named, with its table and the repair
+        return _scorecard(write)
+
+
+def _scorecard(write: bool) -> int:
+    from transforms import scorecard
+    from transforms.scorecard import format_change, format_target, format_value
+
     con = lake.connect(_root(), read_only=True)
     rows = con.execute(
         """select s.kpi_id, s.region_code, s.region_name_en, s.period_start, s.actual, s.baseline,

@@ -188,14 +188,14 @@ _QUOTED_PATH = re.compile(r"""["'](/[^"']+)["']""")
 _NO_SPACE = ("no space left on device", "database or disk is full")
 
 
-def explain(error: BaseException, root: Path | None = None) -> Exception | None:
+def explain(error: BaseException, root: Path | None = None, any_error: bool = False) -> Exception | None:
     """A DuckDB or OS error that is a full disk (DiskFull) or a damaged lake data file
     (LakeDamaged, naming the file and its table), said so; None for any other error."""
     text = str(error)
     paths = _QUOTED_PATH.findall(text)
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         return _disk_full(error.filename or str(settings.lake_dir(root)), text)
-    if not isinstance(error, duckdb.Error):
+    if not isinstance(error, duckdb.Error) and not any_error:  # any_error: a tool's text (dbt) quoting DuckDB
         return None
     lowered = text.lower()
     if any(s in lowered for s in _NO_SPACE):

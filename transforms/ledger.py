@@ -133,12 +133,17 @@ def rows_for_run(run_id: str, feed: str | None = None, root=None) -> list[dict]:
     retry loads a file again; the retry's row is the one that counts)."""
     con = lake.connect(root, read_only=True)
     try:
-        return lake.rows(
+        with lake.explained(root):  # a damaged ledger file: named, with the repair (check, jobs, announce)
+            return _rows_for_run(con, run_id, feed)
+    finally:
+        con.close()
+
+
+def _rows_for_run(con, run_id: str, feed: str | None) -> list[dict]:
+    return lake.rows(
             con,
             """select * from ops.load_ledger
                where run_id = ? and (feed = ? or ? is null)
                qualify row_number() over (partition by feed, source_file order by finished_at desc) = 1
                order by feed, source_file""",
             [run_id, feed, feed])
-    finally:
-        con.close()
