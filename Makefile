@@ -37,7 +37,7 @@ CHAOS_TRIALS ?= 200
 CHAOS_KINDS ?=
 CHAOS_AIRFLOW ?= 8
 
-.PHONY: setup browser run test ingest backfill up sql docs bench replay gate-audit fuzz chaos scorecard clean-warehouse test-fast
+.PHONY: setup browser run test ingest backfill up sql docs bench replay lake-check repair gate-audit fuzz chaos scorecard clean-warehouse test-fast
 
 # --- set-up: a locked venv, the DuckDB extensions from their PyPI packages, the dbt manifest
 $(BIN)/uv:
@@ -116,6 +116,13 @@ EXPIRE_SNAPSHOTS ?=
 .PHONY: rekey
 rekey: setup
 	$(BIN)/qala rekey $(if $(EXPIRE_SNAPSHOTS),--expire-snapshots)
+
+# --- lake data files missing or damaged under the catalog: list them; take them out and reload their landed files
+lake-check: setup
+	$(BIN)/qala lake-check
+
+repair: setup
+	$(BIN)/qala repair
 
 # --- recall and precision of the row checks and gates against the simulator's planted defects
 gate-audit: setup

@@ -239,10 +239,18 @@ def build_kpis_dag():
         of the two would be refused ("database is locked", duckdb/ducklake#1309)."""
 
         def execute(self, context, **kwargs):
-            from transforms.lake import writer_lock
+            from transforms.lake import explain, writer_lock
 
             with writer_lock():
-                return super().execute(context, **kwargs)
+                try:
+                    return super().execute(context, **kwargs)
+                except Exception as error:
+                    # a lake data file missing or damaged under the catalog: the error names it,
+                    # its table and `qala repair` (dbt's own text only quotes DuckDB's)
+                    damaged = explain(error, any_error=True)
+                    if damaged is not None:
+                        raise damaged from error
+                    raise
 
     @dag(
         dag_id="build_kpis",

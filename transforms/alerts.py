@@ -39,8 +39,16 @@ def _failed_dbt_nodes(root: Path | None) -> list[dict]:
         results = json.loads(dbt_results_path(root).read_text())["results"]
     except (OSError, ValueError, KeyError):
         return []
-    return [{"node": r["unique_id"], "status": r["status"], "message": r.get("message")}
-            for r in results if r["status"] in ("error", "fail", "runtime error")]
+    from transforms.lake import explain
+
+    failed = [{"node": r["unique_id"], "status": r["status"], "message": r.get("message")}
+              for r in results if r["status"] in ("error", "fail", "runtime error")]
+    for node in failed:
+        # DuckDB's error about a missing or damaged lake file, quoted by dbt: named with its table and the repair
+        damaged = explain(Exception(node["message"] or ""), root, any_error=True) if node["message"] else None
+        if damaged is not None:
+            node["message"] = f"{damaged} (dbt said: {node['message']})"
+    return failed
 
 
 def compose(dag_id: str, run_id: str, task_id: str, map_index: int | None, try_number: int | None,

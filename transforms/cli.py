@@ -42,6 +42,14 @@ def cmd_scorecard(args, write: bool = True) -> int:
     from transforms import scorecard
     from transforms.scorecard import format_change, format_target, format_value
 
+    with lake.explained(_root()):  # a damaged lake file: named, with its table and the repair
+        return _scorecard(write)
+
+
+def _scorecard(write: bool) -> int:
+    from transforms import scorecard
+    from transforms.scorecard import format_change, format_target, format_value
+
     con = lake.connect(_root(), read_only=True)
     rows = con.execute(
         """select s.kpi_id, s.region_code, s.region_name_en, s.period_start, s.actual, s.baseline,
@@ -143,6 +151,44 @@ def cmd_rekey(args) -> int:
     return 0
 
 
+def cmd_lake_check(args) -> int:
+    """Every lake data file the catalog lists that is missing or unreadable; exit code 1 if any."""
+    from transforms import ledger
+    from transforms.repair import check
+
+    damaged = check(_root())
+    for damage in damaged:
+        print(damage)
+    waiting = ledger.pending(_root())
+    if waiting:
+        print(f"{len(waiting)} ledger row(s) kept by a full disk wait in {ledger.pending_path(_root())} "
+              "(the next load writes them into ops.load_ledger)")
+    print(f"{len(damaged)} damaged lake data file(s)" + ("; repair: qala repair (make repair)" if damaged else ""))
+    return 1 if damaged else 0
+
+
+def cmd_repair(args) -> int:
+    """Take every damaged data file out of its table and load its landed files again."""
+    from transforms.repair import repair
+
+    done = repair(_root())
+    if not done.damaged:
+        print("no damaged lake data file: nothing to repair")
+        return 0
+    for damage in done.damaged:
+        print(f"removed from {damage.table}: {damage.path} ({damage.problem})")
+    print(f"damaged files kept in {done.moved_to}")
+    failed = 0
+    for feed, rows in done.reloaded.items():
+        for row in rows:
+            failed += row.status not in (PUBLISHED, "not_read")
+            print(f"reloaded {row.source_file}: {row.status}, {row.rows_published:,} published"
+                  f" + {row.rows_quarantined:,} quarantined" + (f"; {row.reason}" if row.reason else ""))
+    for label in done.not_in_landing:
+        print(f"NOT reloaded (gone from landing/): {label}")
+    return 1 if failed or done.not_in_landing else 0
+
+
 def cmd_feeds(args) -> int:
     """`qala feeds list` / `qala feeds show <domain>/<feed>`."""
     from transforms import feeds
@@ -192,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="also expire the lake's older snapshots and delete their files (they hold old-key hashes; "
                         "time travel then starts at the rotation)")
     p.set_defaults(func=cmd_rekey)
+    sub.add_parser("lake-check", help="find every lake data file the catalog lists that is missing or unreadable"
+                   ).set_defaults(func=cmd_lake_check)
+    sub.add_parser("repair", help="take damaged lake data files out of their tables and load their landed files again"
+                   ).set_defaults(func=cmd_repair)
     p = sub.add_parser("feeds", help="list the feeds, or show every file and table of one feed's story")
     feeds_sub = p.add_subparsers(dest="feeds_command", required=True)
     feeds_sub.add_parser("list", help="every feed: format, title, silver tables").set_defaults(func=cmd_feeds, feed=None)

@@ -7,8 +7,11 @@ One function attaches the lake (`connect`); one creates what a fresh warehouse l
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import re
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from transforms import schema, settings
+from transforms.errors import DiskFull, LakeDamaged
 
 SCHEMAS = ("silver", "quarantine", "ops", "reference", "staging", "intermediate", "marts")
 
@@ -151,8 +155,8 @@ def writer_lock(root: Path | None = None):
 def commit(con: duckdb.DuckDBPyConnection, statements: Callable[[], None], root: Path | None = None,
            attempts: int = 10) -> None:
     """Run `statements` as ONE lake transaction under the writer lock, the whole of it again if
-    the SQLite catalog was still busy at COMMIT (a writer that does not take the lock, such as
-    dbt). The statements must be idempotent (they replace, never append twice)."""
+    the SQLite catalog was still busy at COMMIT (a writer that does not take the lock: an
+    analyst's own dbt run; build_kpis and `qala rekey` build under it). The statements must be idempotent (they replace, never append twice)."""
     with writer_lock(root):
         for attempt in range(attempts):
             con.execute("begin")
@@ -167,8 +171,118 @@ def commit(con: duckdb.DuckDBPyConnection, statements: Callable[[], None], root:
                     con.execute("rollback")
                 if (not isinstance(error, duckdb.Error) or "database is locked" not in str(error)
                         or attempt == attempts - 1):
+                    # Still under the writer lock: Parquet files the failed transaction wrote
+                    # (whole or cut short by a full disk) are in no snapshot; they go, so a full
+                    # disk is not made fuller by what was rolled back.
+                    delete_orphans(con)
+                    explained = explain(error, root)
+                    if explained is not None:
+                        raise explained from error
                     raise
                 time.sleep(min(0.25 * 2 ** attempt, 4))
+
+
+def delete_orphans(con: duckdb.DuckDBPyConnection) -> None:
+    """Delete the data files no snapshot of the catalog lists (left by a transaction that rolled
+    back). Call it only under the writer lock: an uncommitted writer's files are orphans too."""
+    with contextlib.suppress(duckdb.Error):
+        con.execute(f"call ducklake_delete_orphaned_files('{settings.LAKE_ALIAS}', cleanup_all => true)")
+
+
+_QUOTED_PATH = re.compile(r"""["'](/[^"']+)["']""")
+_NO_SPACE = ("no space left on device", "database or disk is full")
+
+
+def explain(error: BaseException, root: Path | None = None, any_error: bool = False) -> Exception | None:
+    """A DuckDB or OS error that is a full disk (DiskFull) or a damaged lake data file
+    (LakeDamaged, naming the file and its table), said so; None for any other error."""
+    text = str(error)
+    paths = _QUOTED_PATH.findall(text)
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return _disk_full(error.filename or str(settings.lake_dir(root)), text)
+    if not isinstance(error, duckdb.Error) and not any_error:  # any_error: a tool's text (dbt) quoting DuckDB
+        return None
+    lowered = text.lower()
+    if any(s in lowered for s in _NO_SPACE):
+        return _disk_full(paths[0] if paths else str(settings.lake_dir(root)), text)
+    if "disk i/o error" in lowered:  # SQLite cannot grow its WAL or shared memory on a full disk
+        free, _ = _space(settings.lake_dir(root))
+        if free is not None and free < 1 << 20:
+            return _disk_full(str(settings.lake_dir(root)), text)
+    data = str(data_path(root))
+    for path in paths:
+        if path.startswith(data) and path.endswith(".parquet"):
+            problem = ("missing (no such file)" if not Path(path).exists() else
+                       "damaged (cannot be read as Parquet: " + text.split("\n")[0][:200] + ")")
+            return LakeDamaged(table_of_file(path, root) or "(not in the catalog)", path, problem)
+    if _PARQUET_TROUBLE.search(text):
+        # DuckDB's Parquet reader names no file for some damage (a footer it cannot decode:
+        # "TProtocolException: Invalid data"): a quick look at every file's size and footer does.
+        from transforms.repair import check
+
+        with contextlib.suppress(Exception):
+            for damage in check(root, deep=False, first_only=True):
+                return LakeDamaged(damage.table, damage.path, damage.problem)
+    return None
+
+
+_PARQUET_TROUBLE = re.compile(r"TProtocolException|parquet|footer|magic bytes|Corrupt|snappy|zstd|decompress",
+                              re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def explained(root: Path | None = None):
+    """Qala's boundaries (load, replay, scorecard, dbt): a full disk or a damaged lake data file
+    raised as DiskFull / LakeDamaged, which name the place and the repair."""
+    try:
+        yield
+    except (duckdb.Error, OSError) as error:
+        better = explain(error, root)
+        if better is None:
+            raise
+        raise better from error
+
+
+def _space(path: Path) -> tuple[int | None, int | None]:
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None, None
+    return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def _disk_full(where: str, detail: str) -> DiskFull:
+    where_dir = Path(where) if Path(where).is_dir() else Path(where).parent
+    free, total = _space(where_dir)
+    return DiskFull(str(where_dir), free, total, detail.splitlines()[0][:300])
+
+
+def table_of_file(path: str, root: Path | None = None) -> str | None:
+    """schema.table of a data or delete file the catalog lists (by its file name, a UUID), read
+    straight from the SQLite catalog so it works when DuckDB cannot read the table."""
+    name = Path(path).name
+    try:
+        catalog = sqlite3.connect(f"file:{catalog_path(root)}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return None
+    try:
+        for kind in ("data", "delete"):
+            row = catalog.execute(
+                f"""select s.schema_name || '.' || t.table_name from ducklake_{kind}_file f
+                    join ducklake_table t on t.table_id = f.table_id and t.end_snapshot is null
+                    join ducklake_schema s on s.schema_id = t.schema_id and s.end_snapshot is null
+                    where f.path = ? or f.path like ? order by f.end_snapshot is null desc limit 1""",
+                [name, "%/" + name]).fetchone()
+            if row:
+                return row[0]
+    except sqlite3.Error:
+        return None
+    finally:
+        catalog.close()
+    return None
 
 
 def dbt_results_path(root: Path | None = None) -> Path:

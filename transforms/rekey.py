@@ -239,17 +239,24 @@ def _dbt_built(con) -> bool:
 
 
 def rebuild_dbt(root: Path, tables: list[str]) -> None:
-    """Every dbt model downstream of the re-keyed silver tables, rebuilt in full, with its tests."""
+    """Every dbt model downstream of the re-keyed silver tables, rebuilt in full, with its tests;
+    under the lake's writer lock, as build_kpis builds (a load whose commit fails deletes the data
+    files no snapshot lists, which an unlocked build's uncommitted files would be)."""
     target = settings.state_dir(root) / "dbt" / "rekey"
     selection = [f"source:silver.{t}+" for t in tables]
-    done = subprocess.run(
+    with lake.writer_lock(root):
+        done = _dbt(selection, target, root)
+    if done.returncode != 0:
+        raise RekeyRefused(f"dbt build of the models derived from re-keyed silver failed (rotation left in progress; "
+                           f"fix and run `qala rekey` again):\n{done.stdout[-4000:]}{done.stderr[-2000:]}")
+
+
+def _dbt(selection: list[str], target: Path, root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [str(Path(sys.executable).parent / "dbt"), "build", "--full-refresh", "--select", *selection,
          "--profiles-dir", ".", "--target-path", str(target / "target"), "--log-path", str(target / "logs")],
         cwd=settings.DBT_PROJECT_DIR, capture_output=True, text=True,
         env={**os.environ, "QALA_WAREHOUSE": str(root), "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"})
-    if done.returncode != 0:
-        raise RekeyRefused(f"dbt build of the models derived from re-keyed silver failed (rotation left in progress; "
-                           f"fix and run `qala rekey` again):\n{done.stdout[-4000:]}{done.stderr[-2000:]}")
 
 
 def _scrub_gate_results(con, run_id: str, root: Path) -> None:

@@ -39,7 +39,8 @@ def replay(feed: str, batch_id: str, root: Path | None = None) -> tuple[list[dic
     """(the batch's ledger rows before, the replay's ledger rows)."""
     root = root or settings.warehouse_root()
     load_contract(feed)  # an unknown feed fails here, naming it
-    before = batch_files(feed, batch_id, root)
+    with lake.explained(root):  # a damaged ledger file: named, with the repair
+        before = batch_files(feed, batch_id, root)
     missing = [r["source_file"] for r in before if not (root / r["source_file"]).exists()]
     if missing:
         raise FileNotFoundError(f"{missing[0]}: the landed file is gone, so batch {batch_id} cannot be replayed "

@@ -88,7 +88,15 @@ def verdict(feed: str, run_id: str, first: date, last: date, root: Path | None =
     read (its `not_read` row says why: a misnamed export is lost data until someone looks)."""
     from transforms.ledger import NOT_READ, PUBLISHED, rows_for_run
 
+    from dataclasses import asdict
+
+    from transforms.ledger import pending
+
     rows = rows_for_run(run_id, feed, root)
+    # Rows a full disk kept in state/ledger_pending.jsonl (the next load writes them): they account
+    # for their files, whose reason then says "no space left on device", not "no ledger row".
+    written = {r["source_file"] for r in rows}
+    rows += [asdict(r) for r in pending(root) if r.run_id == run_id and r.feed == feed and r.source_file not in written]
     files = landed_files(feed, first, last, root)
     failures = [f"  no ledger row: {label}" for label in unaccounted(feed, files, {r["source_file"] for r in rows}, root)]
     failures += [f"  {r['status']}: {r['reason']}" for r in rows if r["status"] not in (PUBLISHED, NOT_READ)]

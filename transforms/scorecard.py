@@ -354,7 +354,8 @@ def write(root: Path | None = None, out: Path | None = None) -> tuple[Path, Path
     root = root or settings.warehouse_root()
     con = lake.connect(root, read_only=True)
     try:
-        data = gather(con)
+        with lake.explained(root):  # a damaged lake file: named, with its table and the repair
+            data = gather(con)
     finally:
         con.close()
     out = out or settings.reports_dir(root)

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from transforms import gate, lake, ledger, settings
 from transforms.contract import load_contract
+from transforms.errors import DiskFull
 from transforms.ledger import BLOCKED, FAILED, NOT_READ, LedgerRow
 from transforms.readers import sort_landed
 from transforms.load.batch import Batch, landing_date_of
@@ -108,29 +109,48 @@ def load_files(feed: str, paths: list[Path], run_id: str | None = None, root: Pa
                on_batch: Callable[[LedgerRow], None] | None = None) -> list[LedgerRow]:
     """Load the files in batches; `on_batch` hears of each file's outcome as its batch is done."""
     root = root or settings.warehouse_root()
-    lake.ensure_lake(root)
     contract = load_contract(feed)
+    try:
+        with lake.explained(root):  # a disk too full to attach the catalog: said so, naming the files
+            lake.ensure_lake(root)
+            con = lake.connect(root)
+    except DiskFull as full:
+        raise full.naming([settings.label_of(Path(p), root) for p in paths]) from full.__cause__
     outcomes: list[gate.GateOutcome] = []
-    con = lake.connect(root)
     # A timestamp a source writes without an offset is local time, as the contracts say.
     con.execute(f"set TimeZone = '{settings.LOCAL_TZ}'")
     rows: list[LedgerRow] = []
     landed = sort_landed(contract, [Path(p) for p in paths])
+    failing = True
     try:
+        # Ledger rows a full disk kept out of the lake (ledger.keep_pending), now that it writes.
+        try:
+            with lake.explained(root):
+                ledger.flush_pending(con, root)
+        except DiskFull as full:
+            raise full.naming([settings.label_of(Path(p), root) for p in paths]) from full.__cause__
         if landed.unread:
             rows += not_read(con, contract, landed.unread, run_id, root)
             for row in rows:
                 if on_batch:
                     on_batch(row)
         for batch in batches(landed.batches):
-            done = Batch(con, contract, batch, run_id, root).load(outcomes)
+            with lake.explained(root):
+                done = Batch(con, contract, batch, run_id, root).load(outcomes)
             rows += done
             for row in done:
                 if on_batch:
                     on_batch(row)
+        failing = False
     finally:
         con.close()
-        gate.build_data_docs(outcomes, root)
+        try:
+            gate.build_data_docs(outcomes, root)
+        except OSError:
+            # A full disk under reports/ must not hide the load's own error; when the load went
+            # well, a page that cannot be written is the error.
+            if not failing:
+                raise
     if any(r.status in (FAILED, BLOCKED) for r in rows):
         raise LoadFailure(rows)
     return rows

@@ -15,7 +15,7 @@ import duckdb
 
 from transforms import lake, ledger, settings
 from transforms.contract import Contract
-from transforms.errors import BadInput
+from transforms.errors import BadInput, DiskFull, LakeDamaged
 from transforms.ledger import FAILED, LedgerRow
 from transforms.pseudonymise import KeyRefused, hmac_key
 
@@ -94,11 +94,31 @@ class Batch:
                     check.history_checks(self)
                 publish.publish(self)
             except Exception as error:
+                error = lake.explain(error, self.root) or error
+                known = isinstance(error, (DiskFull, LakeDamaged))
                 for row in readable:
-                    row.status, row.reason = FAILED, f"unexpected {type(error).__name__} (the task retries): {error}"
+                    row.status = FAILED
+                    # A full disk or a damaged lake file is said as such (the reason names the
+                    # file, the place and what to do), not as an unexpected error.
+                    row.reason = (f"{row.source_file}: failed: {error}" if known else
+                                  f"unexpected {type(error).__name__} (the task retries): {error}")
                     row.rows_in = row.rows_published = row.rows_quarantined = 0
                 self.results = []
-                self.finish()
+                files = [r.source_file for r in readable]
+                try:
+                    self.finish()
+                except DiskFull as full:
+                    # The ledger itself could not be written: its rows wait in state/ (ledger.py)
+                    # and the error says where, naming the files.
+                    kept = ledger.pending_path(self.root)
+                    raise DiskFull(full.where, full.free, full.total,
+                                   f"{full.detail}; their ledger rows wait in {kept} until the next load "
+                                   f"writes them" if kept.exists() else
+                                   f"{full.detail}; their ledger rows could not be written anywhere", files) from error
+                if isinstance(error, DiskFull):
+                    raise error.naming(files) from error.__cause__
+                if known:
+                    raise error from error.__cause__
                 raise
         self.finish()
         return list(self.rows.values())
