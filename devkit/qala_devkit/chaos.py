@@ -65,7 +65,9 @@ VOLATILE = {"_batch_id", "batch_id", "snapshot_id", "run_id", "started_at", "fin
             "data_docs"}
 LEDGER_OUTCOME = ["feed", "source_file", "status", "rows_in", "rows_published", "rows_quarantined",
                   "rows_skipped", "reason", "sha256", "bytes"]
-BUILT_AT = re.compile(r"(built|generated|Собрано|Жасалған)[^<\n]*\d{2}:\d{2}[^<\n]*", re.IGNORECASE)
+# The page's times ("built 2026-12-04 16:11 UTC" in three languages, and its snapshot's): a re-run
+# a minute later writes another; the snapshot's id stays and is compared.
+BUILT_AT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} [A-Z][A-Za-z0-9+:-]{1,7}")
 
 
 # --------------------------------------------------------------------------- the child side
