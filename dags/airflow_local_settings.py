@@ -1,7 +1,8 @@
 """Airflow's local settings for Qala's embedded Airflow (not a DAG file: .airflowignore skips it).
 
 Airflow imports `airflow_local_settings` in every one of its processes; `orchestrate.airflow_env`
-puts this folder on PYTHONPATH so that it is found. It does one thing, in the API server only:
+puts this folder on PYTHONPATH so that it is found. It does two things, in the API server only,
+each the removal of a root cause of the HTTP 500s issue 20 found:
 
 **The audit-log write is taken off the API server's event loop.** Airflow 3.3's `action_logging`
 dependency (airflow/api_fastapi/logging/decorators.py, on every POST/PATCH/DELETE of the public
@@ -24,15 +25,24 @@ worker thread (`anyio.to_thread`), so a wait for the lock blocks that request on
 Airflow's installed files changes; the replacement is put in place when Airflow's module is first
 imported, before any route takes the dependency. On PostgreSQL the wait is short and the change
 is harmless.
+
+**A run created by an Asset event may have no start date yet.** GET /api/v2/assets/events (which
+`make ingest` asks after each run, and the UI's Asset pages) lists with each event the runs it
+created; Airflow 3.3.2 declares their `start_date` required (`DagRunAssetReference` in
+core_api/datamodels/assets.py), but a run the scheduler has just queued, or one that was cleared,
+has none. The answer then fails its own response validation ("Exception in ASGI application",
+`created_dagruns.0.start_date Input should be a valid datetime`), an HTTP 500 whenever the request
+falls in the few milliseconds between build_kpis's run being queued and started: seen in CI on
+2026-12-04. This is apache/airflow#71360, fixed upstream by #71361 (`start_date: datetime | None`)
+after 3.3.2; the same one-line change is made here to the model, before any route is built on it.
+The execution API's copy of the model (read by tasks through `inlet_events`, which Qala's DAGs do
+not use) is left as it is: the task SDK's client model would refuse a null there anyway.
 """
 
 import importlib.abc
 import importlib.machinery
 import os
 import sys
-
-_DECORATORS = "airflow.api_fastapi.logging.decorators"
-
 
 def _in_api_server() -> bool:
     return os.environ.get("QALA_AIRFLOW_COMPONENT") == "api-server" or "api-server" in sys.argv[1:2]
@@ -75,12 +85,28 @@ def _commit_off_the_event_loop(decorators) -> None:
     decorators.action_logging = action_logging
 
 
+def _start_date_may_be_null(assets) -> None:
+    from datetime import datetime
+
+    reference = assets.DagRunAssetReference
+    reference.model_fields["start_date"].annotation = datetime | None
+    reference.model_rebuild(force=True)
+    # The models that hold it were built on its old schema: rebuild them, innermost first.
+    assets.AssetEventResponse.model_rebuild(force=True)
+    assets.AssetEventCollectionResponse.model_rebuild(force=True)
+    reference.qala_start_date_may_be_null = True
+
+
+_PATCHES = {"airflow.api_fastapi.logging.decorators": _commit_off_the_event_loop,
+            "airflow.api_fastapi.core_api.datamodels.assets": _start_date_may_be_null}
+
+
 class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds Airflow's decorators module as usual and replaces `action_logging` right after the
-    module has run, before a route module imports the name."""
+    """Finds the Airflow modules of _PATCHES as usual and patches each right after it has run,
+    before a route module imports its names."""
 
     def find_spec(self, name, path, target=None):
-        if name != _DECORATORS:
+        if name not in _PATCHES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None:
@@ -89,14 +115,14 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
         def exec_then_patch(module):
             exec_module(module)
-            _commit_off_the_event_loop(module)
+            _PATCHES[name](module)
 
         spec.loader.exec_module = exec_then_patch
         return spec
 
 
 if _in_api_server():
-    if _DECORATORS in sys.modules:
-        _commit_off_the_event_loop(sys.modules[_DECORATORS])
-    else:
-        sys.meta_path.insert(0, _PatchOnImport())
+    for _name, _patch in _PATCHES.items():
+        if _name in sys.modules:
+            _patch(sys.modules[_name])
+    sys.meta_path.insert(0, _PatchOnImport())

@@ -305,3 +305,35 @@ def test_airflow_refuses_every_call_without_a_valid_token_and_listens_on_localho
     listening = {(c.laddr.ip, c.laddr.port) for p in processes for c in p.net_connections(kind="inet")
                  if c.status == psutil.CONN_LISTEN}
     assert listening == {("127.0.0.1", int(base.rsplit(":", 1)[1]))}, listening
+
+
+
+def test_asset_events_answer_while_a_run_they_created_has_not_started(loaded, airflow):
+    """A run that an Asset event created has no start date while it is queued: for a moment after
+    the scheduler creates it, and for as long as it waits once cleared. Airflow 3.3.2 failed its
+    own answer to GET /api/v2/assets/events then (apache/airflow#71360: an HTTP 500 that CI saw
+    during a `make ingest`); dags/airflow_local_settings.py makes the start date nullable as
+    upstream did. Here an event of a silver Asset (posted through the API) triggers build_kpis;
+    its run, once done, is cleared while the DAG is paused, so that it stays queued, and is listed
+    with the event; the DAG is left as it was."""
+    from datetime import datetime, timezone
+
+    airflow.wait_for_scheduled_runs(airflow.dag_ids())
+    assets = airflow._request("GET", "/api/v2/assets?limit=100")["assets"]
+    asset = next(a for a in assets if "build_kpis" in {d["dag_id"] for d in a["scheduled_dags"]})
+    posted = datetime.now(timezone.utc)
+    airflow._request("POST", "/api/v2/assets/events", {"asset_id": asset["id"], "extra": {"test": "queued run"}})
+    run = airflow.wait_for_triggered_run("build_kpis", posted, seconds=900)["dag_run_id"]
+    airflow._request("PATCH", "/api/v2/dags/build_kpis", {"is_paused": True})
+    try:
+        airflow._request("POST", f"/api/v2/dags/build_kpis/dagRuns/{run}/clear", {"dry_run": False})
+        cleared = airflow._request("GET", f"/api/v2/dags/build_kpis/dagRuns/{run}")
+        assert (cleared["state"], cleared["start_date"]) == ("queued", None)
+        status, text = _call(airflow.base, "GET", f"/api/v2/assets/events?asset_id={asset['id']}&limit=100",
+                             airflow._token)
+        assert status == 200, text[:600]
+        listed = [r for e in json.loads(text)["asset_events"] for r in e["created_dagruns"] if r["run_id"] == run]
+        assert [(r["state"], r["start_date"]) for r in listed] == [("queued", None)]
+    finally:
+        airflow._request("PATCH", f"/api/v2/dags/build_kpis/dagRuns/{run}", {"state": "success"})
+        airflow._request("PATCH", "/api/v2/dags/build_kpis", {"is_paused": False})
