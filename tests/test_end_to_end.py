@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from transforms import alerts, settings
 from transforms.contract import DOMAINS, all_feeds, load_contract
 from transforms.airflow_secrets import airflow_home
 from transforms.orchestrate import airflow_env
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Two whole months: the KPI models publish complete months only. Every feed is simulated and
 # loaded; the big ones at a small scale (the road-accident register stays at full size).
@@ -155,23 +158,36 @@ def mailbox(monkeypatch):
 
 
 def test_make_ingest_on_an_empty_warehouse_fails_only_the_bad_file(tmp_path, mailbox):
+    """Two `make ingest` started at once on an empty warehouse (issue 20: the embedded Airflow's
+    API server answered 500 under exactly this): they share one Airflow, the safety day fails only
+    its bad file, the education day publishes, and the API server's log holds no 5xx."""
     root = tmp_path / "fresh"  # nothing exists yet: no lake, no Airflow state
     land(root, "2025-03-01", "a_good.csv", HEADER + "\n" + accident_rows(15))
     land(root, "2025-03-01", "b_bad.csv", b"\x00\x01garbage" * 100)
     land(root, "2025-03-01", "desktop.ini", "[.ShellClassInfo]\r\n")  # a stray: not read, but accounted for
+    queue = "queue_events_75_2025-03-03.csv"
+    land(root, "2025-03-03", queue, (FIXTURES / "csv" / queue).read_bytes(), feed="education/kindergarten_queue")
     port = str(8990 + os.getpid() % 9)
-    result = make("ingest", root, DOMAIN="safety", DATE="2025-03-01", QALA_AIRFLOW_PORT=port)
+    with ThreadPoolExecutor(2) as both:
+        safety = both.submit(make, "ingest", root, DOMAIN="safety", DATE="2025-03-01", QALA_AIRFLOW_PORT=port)
+        education = both.submit(make, "ingest", root, DOMAIN="education", DATE="2025-03-03", QALA_AIRFLOW_PORT=port)
+        result, other = safety.result(), education.result()
+    assert other.returncode == 0, other.stdout[-3000:] + other.stderr[-3000:]
+    assert "Airflow: ingest_education success" in other.stdout
+    assert query(root, "select source_file, status, rows_published from ops.load_ledger "
+                       "where feed = 'education/kindergarten_queue'") == [
+        (f"landing/education/kindergarten_queue/2025-03-03/{queue}", "published", 5)]
     assert result.returncode != 0
     assert "1 file(s) failed" in result.stdout
     assert "✗ landing/safety/road_accidents/2025-03-01/b_bad.csv: [format] binary file" in result.stdout
     stray = "landing/safety/road_accidents/2025-03-01/desktop.ini"
     assert f"· {stray}: not read: not a file this feed reads (its contract takes *.csv)" in result.stdout
-    assert query(root, "select source_file, status from ops.load_ledger order by 1") == [
+    assert query(root, "select source_file, status from ops.load_ledger where feed like 'safety/%' order by 1") == [
         ("landing/safety/road_accidents/2025-03-01/a_good.csv", "published"),
         ("landing/safety/road_accidents/2025-03-01/b_bad.csv", "failed"), (stray, "not_read")]
     assert query(root, "select count(*) from silver.safety__road_accidents") == [(15,)]
     assert api_server_failures(root) == []
-    run_id, = query(root, "select distinct run_id from ops.load_ledger")[0]
+    run_id, = query(root, "select distinct run_id from ops.load_ledger where feed like 'safety/%'")[0]
     states = subprocess.run(
         [str(settings.REPO_ROOT / ".venv/bin/airflow"), "tasks", "states-for-dag-run", "ingest_safety",
          run_id, "-o", "json"], env={**airflow_env(root), "QALA_AIRFLOW_PORT": port},
