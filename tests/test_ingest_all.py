@@ -307,7 +307,6 @@ def test_airflow_refuses_every_call_without_a_valid_token_and_listens_on_localho
     assert listening == {("127.0.0.1", int(base.rsplit(":", 1)[1]))}, listening
 
 
-
 def test_asset_events_answer_while_a_run_they_created_has_not_started(loaded, airflow):
     """A run that an Asset event created has no start date while it is queued: for a moment after
     the scheduler creates it, and for as long as it waits once cleared. Airflow 3.3.2 failed its
