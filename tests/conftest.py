@@ -33,6 +33,9 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(getattr(pytest.mark, tier))
 
 
+# Our own small exports for the cases the standards allow (tests/fixtures/README.md).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
 HEADER = "accident_id,occurred_at,kato_code,severity,injured,killed,vehicles,street,lat,lon"
 
 

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HEADER, accident_rows, land, query
+from tests.conftest import FIXTURES, HEADER, accident_rows, land, query
 from transforms import alerts, settings
 from transforms.contract import DOMAINS, all_feeds, load_contract
 from transforms.airflow_secrets import airflow_home
 from transforms.orchestrate import airflow_env
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Two whole months: the KPI models publish complete months only. Every feed is simulated and
 # loaded; the big ones at a small scale (the road-accident register stays at full size).

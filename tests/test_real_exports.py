@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HEADER, accident_rows, land, query
+from tests.conftest import FIXTURES, HEADER, accident_rows, land, query
 from transforms import runs
 from transforms.ledger import NOT_READ, PUBLISHED
 from transforms.load import LoadFailure, load_files
 
 CONFORMANCE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DAY = "2025-03-03"
 GTFS, ROSTER, FHIR, OPEN311 = "transport/gtfs_static", "education/oneroster", "health/fhir_bulk", "housing/open311_requests"
 QUEUE, ACCIDENTS = "education/kindergarten_queue", "safety/road_accidents"

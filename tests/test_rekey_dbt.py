@@ -11,7 +11,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from conftest import land
+from conftest import FIXTURES, land
 from test_rekey import load_world
 
 from transforms import lake, runs, settings
@@ -19,7 +19,6 @@ from transforms.load import load_files
 from transforms.pseudonymise import KEY_ENV, NEXT_KEY_ENV
 from transforms.rekey import rekey
 
-FIXTURES = Path(__file__).parent / "fixtures"
 FHIR = "health/fhir_bulk"
 DAY = "2025-03-03"
 
