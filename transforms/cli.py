@@ -52,19 +52,25 @@ def _scorecard(write: bool) -> int:
 
     con = lake.connect(_root(), read_only=True)
     rows = con.execute(
-        """select s.kpi_id, s.region_code, s.region_name_en, s.period_start, s.actual, s.baseline,
-                  s.change_vs_baseline, s.target, s.target_kind, s.unit, s.status, s.suppressed
+        """select s.kpi_id, s.region_code, s.region_name_en, s.period_start, s.window_months, s.actual,
+                  s.baseline, s.change_vs_baseline, s.change_lower, s.change_upper, s.target,
+                  s.target_kind, s.unit, s.status, s.suppressed
            from marts.kpi_scorecard s
            order by s.kpi_id, s.region_code = 'KZ' desc, s.region_name_en""").fetchall()
     con.close()
-    print(f"\nKPI scorecard (marts.kpi_scorecard): latest month per KPI and region; units in reference.kpi_catalogue\n"
-          f"{'KPI':7} {'region':24} {'month':8} {'actual':>9} {'a year ago':>10} {'change':>8} {'target':>7}  status")
+    print(f"\nKPI scorecard (marts.kpi_scorecard): latest period per KPI and region (12m: the 12 months to that month);"
+          f" change with its 95% interval; units in reference.kpi_catalogue\n"
+          f"{'KPI':7} {'region':24} {'period':11} {'actual':>9} {'a year ago':>10} {'change':>8} {'95% interval':>19}"
+          f" {'target':>7}  status")
     if not rows:
         print("(empty: KPIs are published for whole months only, and no month is loaded whole yet)")
-    for kpi, _, name, period, actual, baseline, change, target, target_kind, unit, status, suppressed in rows:
+    for (kpi, _, name, period, window, actual, baseline, change, low, high, target, target_kind, unit, status,
+         suppressed) in rows:
         actual_text = "suppr." if suppressed else format_value(actual, unit)
-        print(f"{kpi:7} {name[:24]:24} {period:%Y-%m} {actual_text:>9} {format_value(baseline, unit):>10} "
-              f"{format_change(change):>8} {format_target(target, target_kind, unit):>7}  "
+        interval = f"{format_change(low)} to {format_change(high)}" if low is not None else "—"
+        period_text = f"{period:%Y-%m}" + (f" {window}m" if window > 1 else "")
+        print(f"{kpi:7} {name[:24]:24} {period_text:11} {actual_text:>9} {format_value(baseline, unit):>10} "
+              f"{format_change(change):>8} {interval:>19} {format_target(target, target_kind, unit):>7}  "
               f"{'suppressed (small count)' if suppressed else status}")
     if write:
         scorecard.write(_root())

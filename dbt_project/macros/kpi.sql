@@ -62,7 +62,9 @@
         cast(null as date) as period_start, cast(null as double) as numerator,
         cast(null as double) as denominator, cast(null as double) as actual,
         cast(null as bigint) as disclosure_count, cast(null as double) as own_baseline,
-        cast([] as varchar[]) as batch_ids, cast(null as bigint) as lake_snapshot_id
+        cast([] as varchar[]) as batch_ids, cast(null as bigint) as lake_snapshot_id,
+        cast(null as double) as actual_lower, cast(null as double) as actual_upper,
+        cast(null as double) as change_lower, cast(null as double) as change_upper
     where false
 {%- endmacro %}
 
@@ -82,14 +84,25 @@ select
     v.region_name_ru,
     v.region_name_en,
     v.period_start,
+    v.period_grain,
+    v.window_start,
     v.numerator,
     v.denominator,
+    v.population_scale,
     v.actual,
+    v.actual_lower,
+    v.actual_upper,
     v.baseline,
     v.change_vs_baseline,
+    v.change_lower,
+    v.change_upper,
     v.target,
+    v.gap_to_target,
+    v.gap_lower,
+    v.gap_upper,
     c.target_kind,
     c.target_is_illustrative,
+    v.interval_method,
     v.status,
     v.suppressed,
     v.suppression_reason,
@@ -112,4 +125,72 @@ where c.area = '{{ area }}'
     plain comparisons, which DuckDB pushes into the scan. -#}
 {% macro in_months(expr, months) -%}
     ({% for m in months %}({{ expr }} >= date '{{ m }}' and {{ expr }} < date '{{ m }}' + interval 1 month){{ ' or ' if not loop.last }}{% else %}false{% endfor %})
+{%- endmacro %}
+
+{#- ---- 95% intervals (see marts.kpi_values and the catalogue's interval_method) ---------------- -#}
+
+{#- z of a two-sided 95% interval. -#}
+{% macro z95() -%}1.959963984540054{%- endmacro %}
+
+{#- A median's distribution-free 95% interval from order statistics: `sorted` is the sorted list
+    of the n observations the median is taken over (list_sort(list(x))); lower = x(j),
+    upper = x(k), j = max(1, floor(n/2 - z sqrt(n)/2)), k = min(n, ceil(n/2 + 1 + z sqrt(n)/2)). -#}
+{% macro median_lower(sorted) -%}
+    ({{ sorted }})[cast(greatest(1, floor(len({{ sorted }}) / 2 - {{ z95() }} * sqrt(len({{ sorted }})) / 2)) as bigint)]
+{%- endmacro %}
+{% macro median_upper(sorted) -%}
+    ({{ sorted }})[cast(least(len({{ sorted }}), ceil(len({{ sorted }}) / 2 + 1 + {{ z95() }} * sqrt(len({{ sorted }})) / 2)) as bigint)]
+{%- endmacro %}
+
+{#- Wilson score interval of k successes out of n (no continuity correction): `bound` is -1 for
+    the lower limit, +1 for the upper. -#}
+{% macro wilson(k, n, bound) -%}
+    ((({{ k }}) + {{ z95() }}^2 / 2 {{ '-' if bound < 0 else '+' }} {{ z95() }} * sqrt(greatest(({{ k }}) * (({{ n }}) - ({{ k }})) / ({{ n }}), 0) + {{ z95() }}^2 / 4))
+     / (({{ n }}) + {{ z95() }}^2))
+{%- endmacro %}
+
+{#- Score interval of a Poisson count n: n + z^2/2 -/+ z sqrt(n + z^2/4). -#}
+{% macro poisson_count(n, bound) -%}
+    greatest(({{ n }}) + {{ z95() }}^2 / 2 {{ '-' if bound < 0 else '+' }} {{ z95() }} * sqrt(({{ n }}) + {{ z95() }}^2 / 4), 0)
+{%- endmacro %}
+
+{#- MOVER-R (Donner & Zou 2012): 95% limits of the ratio t1 / t0 from each one's own interval
+    (l1, u1), (l0, u0); lower 0 when u0 (2 t0 - u0) <= 0, upper +inf when l0 (2 t0 - l0) <= 0. -#}
+{% macro mover_ratio_lower(t1, l1, t0, u0) -%}
+    case when ({{ u0 }}) * (2 * ({{ t0 }}) - ({{ u0 }})) <= 0 then 0.0
+         else (({{ t1 }}) * ({{ t0 }}) - sqrt(greatest((({{ t1 }}) * ({{ t0 }}))^2 - ({{ l1 }}) * ({{ u0 }}) * (2 * ({{ t1 }}) - ({{ l1 }})) * (2 * ({{ t0 }}) - ({{ u0 }})), 0)))
+              / (({{ u0 }}) * (2 * ({{ t0 }}) - ({{ u0 }}))) end
+{%- endmacro %}
+{% macro mover_ratio_upper(t1, u1, t0, l0) -%}
+    case when ({{ l0 }}) * (2 * ({{ t0 }}) - ({{ l0 }})) <= 0 then cast('infinity' as double)
+         else (({{ t1 }}) * ({{ t0 }}) + sqrt(greatest((({{ t1 }}) * ({{ t0 }}))^2 - ({{ u1 }}) * ({{ l0 }}) * (2 * ({{ t1 }}) - ({{ u1 }})) * (2 * ({{ t0 }}) - ({{ l0 }})), 0)))
+              / (({{ l0 }}) * (2 * ({{ t0 }}) - ({{ l0 }}))) end
+{%- endmacro %}
+
+{#- ---- the world the data comes from ---------------------------------------------------------- -#}
+
+{#- Each simulated feed's scale: {feed: scale} from $QALA_WAREHOUSE/simulator/ground_truth.json
+    (written by `qala simulate`: run.scale per feed); {} for a real warehouse (no such file) and
+    while dbt parses. A simulated warehouse's population is the regions seed times its scale.
+    The var world_scales, when set ({} or {feed: scale}), is used instead (unit tests set {}). -#}
+{% macro world_scales() -%}
+    {%- if var('world_scales', none) is not none -%}{{ return(var('world_scales')) }}{%- endif -%}
+    {%- if not execute -%}{{ return({}) }}{%- endif -%}
+    {%- set path = env_var('QALA_WAREHOUSE', 'warehouse') ~ '/simulator/ground_truth.json' -%}
+    {%- set quoted = "'" ~ path | replace("'", "''") ~ "'" -%}
+    {%- set found = run_query("select count(*) from glob(" ~ quoted ~ ")").columns[0].values()[0] -%}
+    {%- if found == 0 -%}{{ return({}) }}{%- endif -%}
+    {%- set truth = fromjson(run_query("select content from read_text(" ~ quoted ~ ")").columns[0].values()[0]) -%}
+    {%- set scales = {} -%}
+    {%- for feed, entry in truth.items() -%}
+        {%- if entry is mapping and entry.get('run') is mapping and entry['run'].get('scale') is not none -%}
+            {%- do scales.update({feed: entry['run']['scale'] | float}) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(scales) }}
+{%- endmacro %}
+
+{#- The population multiplier of a feed's per-capita KPIs: its simulated scale, 1 for a real warehouse. -#}
+{% macro world_scale(feed) -%}
+    {{ return(world_scales().get(feed, 1.0)) }}
 {%- endmacro %}

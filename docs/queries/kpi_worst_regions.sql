@@ -9,6 +9,8 @@ select
     s.region_name_en                        as region,
     s.period_start                          as month,
     s.actual,
+    s.actual_lower,
+    s.actual_upper,
     s.change_vs_baseline,
     s.status
 from marts.kpi_scorecard as s

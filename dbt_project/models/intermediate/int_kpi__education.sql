@@ -87,10 +87,13 @@ wait_batches as (
 
 wait_areas as (
     select region_code, period_start, count(wait_days) as children,
-           quantile_cont(wait_days, 0.5) as median_wait, {{ batch_list() }} as batch_ids
+           quantile_cont(wait_days, 0.5) as median_wait,
+           list_sort(list(wait_days) filter (where wait_days is not null)) as sorted_waits,
+           {{ batch_list() }} as batch_ids
     from wait_batches group by region_code, period_start
     union all
-    select 'KZ', period_start, count(wait_days), quantile_cont(wait_days, 0.5), {{ batch_list() }}
+    select 'KZ', period_start, count(wait_days), quantile_cont(wait_days, 0.5),
+           list_sort(list(wait_days) filter (where wait_days is not null)), {{ batch_list() }}
     from wait_batches group by period_start
 ),
 
@@ -145,7 +148,9 @@ select
     online / applications as actual,
     {{ share_disclosure('online', 'applications') }} as disclosure_count,
     cast(null as double) as own_baseline,
-    batch_ids, {{ lake_snapshot_id() }} as lake_snapshot_id
+    batch_ids, {{ lake_snapshot_id() }} as lake_snapshot_id,
+    cast(null as double) as actual_lower, cast(null as double) as actual_upper,
+    cast(null as double) as change_lower, cast(null as double) as change_upper
 from application_areas
 where applications > 0
 union all
@@ -153,7 +158,8 @@ select
     'EDU-02', region_code, period_start,
     cast(null as double), cast(children as double), median_wait,
     cast(children as bigint), cast(null as double),
-    batch_ids, {{ lake_snapshot_id() }}
+    batch_ids, {{ lake_snapshot_id() }},
+    {{ median_lower('sorted_waits') }}, {{ median_upper('sorted_waits') }}, null, null
 from wait_areas
 where children > 0
 union all
@@ -161,6 +167,7 @@ select
     'EDU-03', region_code, period_start,
     cast(placed as double), cast(registered as double), placed / registered,
     {{ share_disclosure('placed', 'registered') }}, cast(null as double),
-    batch_ids, {{ lake_snapshot_id() }}
+    batch_ids, {{ lake_snapshot_id() }},
+    null, null, null, null
 from placed_areas
 where registered > 0

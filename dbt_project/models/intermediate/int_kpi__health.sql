@@ -51,6 +51,7 @@ due_areas as (
            count(*) as due,
            count(*) filter (where status = 'fulfilled') as held,
            quantile_cont(lead_days, 0.5) filter (where status = 'fulfilled') as median_lead_days,
+           list_sort(list(lead_days) filter (where status = 'fulfilled' and lead_days is not null)) as sorted_lead_days,
            {{ batch_list() }} as batch_ids,
            coalesce(list(distinct _batch_id order by _batch_id) filter (where status = 'fulfilled'),
                     cast([] as varchar[])) as held_batch_ids
@@ -60,6 +61,7 @@ due_areas as (
            count(*) filter (where status = 'noshow'), count(*),
            count(*) filter (where status = 'fulfilled'),
            quantile_cont(lead_days, 0.5) filter (where status = 'fulfilled'),
+           list_sort(list(lead_days) filter (where status = 'fulfilled' and lead_days is not null)),
            {{ batch_list() }},
            coalesce(list(distinct _batch_id order by _batch_id) filter (where status = 'fulfilled'),
                     cast([] as varchar[]))
@@ -85,10 +87,13 @@ immunizations as (
 ),
 
 imm_spine as (
-    select r.kato_code as region_code, r.population, m.month as period_start
+    -- population times the world's scale of the FHIR export (1 for a real warehouse)
+    select r.kato_code as region_code, r.population * {{ world_scale('health/fhir_bulk') }} as population,
+           m.month as period_start
     from regions as r cross join months as m
     union all
-    select 'KZ', (select sum(population) from regions), m.month from months as m
+    select 'KZ', (select sum(population) from regions) * {{ world_scale('health/fhir_bulk') }}, m.month
+    from months as m
 ),
 
 imm_counts as (
@@ -105,7 +110,9 @@ select
     online / bookings as actual,
     {{ share_disclosure('online', 'bookings') }} as disclosure_count,
     cast(null as double) as own_baseline,
-    batch_ids, {{ lake_snapshot_id() }} as lake_snapshot_id
+    batch_ids, {{ lake_snapshot_id() }} as lake_snapshot_id,
+    cast(null as double) as actual_lower, cast(null as double) as actual_upper,
+    cast(null as double) as change_lower, cast(null as double) as change_upper
 from booked_areas
 where bookings > 0
 union all
@@ -113,7 +120,8 @@ select
     'HLT-02', region_code, period_start,
     cast(null as double), cast(held as double), median_lead_days,
     cast(held as bigint), cast(null as double),
-    held_batch_ids, {{ lake_snapshot_id() }}
+    held_batch_ids, {{ lake_snapshot_id() }},
+    {{ median_lower('sorted_lead_days') }}, {{ median_upper('sorted_lead_days') }}, null, null
 from due_areas
 where held > 0
 union all
@@ -121,7 +129,8 @@ select
     'HLT-03', region_code, period_start,
     cast(noshows as double), cast(due as double), noshows / due,
     {{ share_disclosure('noshows', 'due') }}, cast(null as double),
-    batch_ids, {{ lake_snapshot_id() }}
+    batch_ids, {{ lake_snapshot_id() }},
+    null, null, null, null
 from due_areas
 where due > 0
 union all
@@ -130,6 +139,7 @@ select
     cast(coalesce(c.immunizations, 0) as double), cast(s.population as double),
     coalesce(c.immunizations, 0) * 1000.0 / s.population,
     cast(coalesce(c.immunizations, 0) as bigint), cast(null as double),
-    coalesce(c.batch_ids, cast([] as varchar[])), {{ lake_snapshot_id() }}
+    coalesce(c.batch_ids, cast([] as varchar[])), {{ lake_snapshot_id() }},
+    null, null, null, null
 from imm_spine as s
 left join imm_counts as c using (region_code, period_start)

@@ -111,6 +111,10 @@ select
     disclosure_count,
     cast(null as double)                          as own_baseline,
     batch_ids,
-    {{ lake_snapshot_id() }}                      as lake_snapshot_id
+    {{ lake_snapshot_id() }}                      as lake_snapshot_id,
+    cast(null as double)                          as actual_lower,
+    cast(null as double)                          as actual_upper,
+    cast(null as double)                          as change_lower,
+    cast(null as double)                          as change_upper
 from kpis
 where denominator > 0

@@ -1,6 +1,10 @@
 -- Safety KPIs in the long KPI format (see _kpi_long_format.md):
---   SAF-01 road accidents and SAF-02 road deaths per 100,000 population, for every region and
---   city (zero-filled) and for the country;
+--   SAF-01 road accidents and SAF-02 road deaths per 100,000 population in ROLLING 12 MONTHS
+--   (catalogue window_months = 12): the row of month M counts the 12 complete months M-11 .. M,
+--   for every region and city (zero-filled) and for the country; no row until 12 months are
+--   complete. A city has about 100 accidents a month: one month's change moves by +-10% by
+--   chance alone, a year's by about +-4%. Population: reference.regions times the world's scale
+--   of the accident register (1 for a real warehouse; macro world_scale);
 --   SAF-03 Sergek violations per active camera per day: violation events detected in the month
 --   (by local day of detected_at) over camera-days, the sum over the month's days of the
 --   cameras whose status is 'active' in that day's register snapshot; for the regions with
@@ -8,7 +12,7 @@
 with region_months as (
     select
         r.kato_code                              as region_code,
-        r.population,
+        r.population * {{ world_scale('safety/road_accidents') }} as population,
         i.month                                  as period_start,
         i.accidents,
         i.deaths,
@@ -18,7 +22,7 @@ with region_months as (
     join {{ ref('regions') }} as r on r.kato_prefix = i.region_prefix
 ),
 
-areas as (
+month_areas as (
     select * from region_months
     union all
     select
@@ -26,6 +30,25 @@ areas as (
         list_sort(list_distinct(flatten(list(batch_ids)))), max(lake_snapshot_id)
     from region_months
     group by period_start
+),
+
+-- the 12 months to the end of each month (the complete months are contiguous and zero-filled)
+windows as (
+    select
+        region_code, population, period_start,
+        sum(accidents) over w                                  as accidents,
+        sum(deaths) over w                                     as deaths,
+        list_sort(list_distinct(flatten(list(batch_ids) over w))) as batch_ids,
+        lake_snapshot_id,
+        min(period_start) over w                               as window_start
+    from month_areas
+    window w as (partition by region_code order by period_start rows between 11 preceding and current row)
+),
+
+areas as (
+    select * exclude (window_start)
+    from windows
+    where window_start = cast(period_start - interval 11 month as date)
 ),
 
 -- SAF-03: months complete in both feeds
@@ -78,7 +101,9 @@ select
     accidents * 100000.0 / population as actual,
     cast(accidents as bigint) as disclosure_count,
     cast(null as double) as own_baseline,
-    batch_ids, lake_snapshot_id
+    batch_ids, lake_snapshot_id,
+    cast(null as double) as actual_lower, cast(null as double) as actual_upper,
+    cast(null as double) as change_lower, cast(null as double) as change_upper
 from areas
 union all
 select
@@ -87,7 +112,8 @@ select
     deaths * 100000.0 / population,
     cast(deaths as bigint),
     cast(null as double),
-    batch_ids, lake_snapshot_id
+    batch_ids, lake_snapshot_id,
+    null, null, null, null
 from areas
 union all
 select
@@ -96,6 +122,7 @@ select
     violations * 1.0 / camera_days,
     cast(violations as bigint),
     cast(null as double),
-    batch_ids, {{ lake_snapshot_id() }}
+    batch_ids, {{ lake_snapshot_id() }},
+    null, null, null, null
 from saf03_places
 where camera_days > 0

@@ -20,14 +20,32 @@ with rt as (
 
 rt_areas as (
     select r.kato_code as region_code, rt.month, rt.arrivals, rt.on_time_arrivals, rt.batch_ids,
-           rt.lake_snapshot_id
+           rt.lake_snapshot_id, rt.trip_runs, rt.sum_arrivals_sq, rt.sum_arrivals_on_time, rt.sum_on_time_sq
     from rt
     join {{ ref('regions') }} as r on r.kato_prefix = rt.region_prefix
     union all
     select 'KZ', month, sum(arrivals), sum(on_time_arrivals),
-           list_sort(list_distinct(flatten(list(batch_ids)))), max(lake_snapshot_id)
+           list_sort(list_distinct(flatten(list(batch_ids)))), max(lake_snapshot_id),
+           sum(trip_runs), sum(sum_arrivals_sq), sum(sum_arrivals_on_time), sum(sum_on_time_sq)
     from rt
     group by month
+),
+
+-- TRN-01's 95% interval (interval_method cluster): arrivals of one trip run share its delays,
+-- so the runs are the clusters: ratio estimator R = sum(on time) / sum(arrivals) over the n runs,
+-- V = sum((y - R x)^2) / (n (n - 1)) / mean(x)^2 from the runs' sums of squares
+rt_intervals as (
+    select
+        *,
+        on_time_arrivals / arrivals                                   as share,
+        case when trip_runs > 1 then
+            sqrt(greatest(sum_on_time_sq - 2 * (on_time_arrivals / arrivals) * sum_arrivals_on_time
+                          + (on_time_arrivals / arrivals)^2 * sum_arrivals_sq, 0)
+                 / (trip_runs * (trip_runs - 1.0)))
+            / (arrivals / trip_runs)
+        end                                                           as share_se
+    from rt_areas
+    where arrivals > 0
 ),
 
 operators as (
@@ -37,7 +55,7 @@ operators as (
 ),
 
 taps as (
-    select o.region_prefix, f.month, f._batch_id
+    select o.region_prefix, f.month, f._batch_id, f.card_id
     from {{ ref('stg_transport__fare_validations') }} as f
     join operators as o on o.operator = f.operator
 ),
@@ -45,14 +63,26 @@ taps as (
 fare_months as {{ complete_months(ref('stg_transport__fare_validations')) }},
 
 served as (
-    select r.kato_prefix as region_prefix, r.kato_code, r.population
+    -- population times the world's scale of the fare system (1 for a real warehouse)
+    select r.kato_prefix as region_prefix, r.kato_code,
+           r.population * {{ world_scale('transport/fare_validations') }} as population
     from {{ ref('regions') }} as r
     where r.kato_prefix in (select region_prefix from taps)
 ),
 
-counted as (
-    select region_prefix, month, count(*) as boardings, {{ batch_list() }} as batch_ids
+-- a card taps several times a month, so boardings are over-dispersed against a Poisson count:
+-- TRN-02's 95% interval (interval_method cluster) takes the cards as the clusters, Var(N) =
+-- sum over cards of taps^2 (a compound Poisson count), N -+ z sqrt(that)
+cards as (
+    select region_prefix, month, card_id, count(*) as taps, {{ batch_list() }} as batch_ids
     from taps
+    group by region_prefix, month, card_id
+),
+
+counted as (
+    select region_prefix, month, sum(taps) as boardings, sum(taps * taps) as sum_taps_sq,
+           list_sort(list_distinct(flatten(list(batch_ids)))) as batch_ids
+    from cards
     group by region_prefix, month
 ),
 
@@ -62,6 +92,7 @@ city_boardings as (
         s.population,
         m.month,
         coalesce(c.boardings, 0)                           as boardings,
+        coalesce(c.sum_taps_sq, 0)                         as sum_taps_sq,
         coalesce(c.batch_ids, cast([] as varchar[]))       as batch_ids
     from served as s
     cross join fare_months as m
@@ -69,9 +100,9 @@ city_boardings as (
 ),
 
 boarding_areas as (
-    select region_code, population, month, boardings, batch_ids from city_boardings
+    select region_code, population, month, boardings, sum_taps_sq, batch_ids from city_boardings
     union all
-    select 'KZ', sum(population), month, sum(boardings),
+    select 'KZ', sum(population), month, sum(boardings), sum(sum_taps_sq),
            list_sort(list_distinct(flatten(list(batch_ids))))
     from city_boardings
     group by month
@@ -87,9 +118,12 @@ select
     cast(null as bigint)                          as disclosure_count,
     cast(null as double)                          as own_baseline,
     batch_ids,
-    lake_snapshot_id
-from rt_areas
-where arrivals > 0
+    lake_snapshot_id,
+    greatest(share - {{ z95() }} * share_se, 0)   as actual_lower,
+    least(share + {{ z95() }} * share_se, 1)      as actual_upper,
+    cast(null as double)                          as change_lower,
+    cast(null as double)                          as change_upper
+from rt_intervals
 union all
 select
     'TRN-02',
@@ -101,6 +135,9 @@ select
     cast(boardings as bigint),
     cast(null as double),
     batch_ids,
-    {{ lake_snapshot_id() }}
+    {{ lake_snapshot_id() }},
+    greatest(boardings - {{ z95() }} * sqrt(sum_taps_sq), 0) / population,
+    (boardings + {{ z95() }} * sqrt(sum_taps_sq)) / population,
+    null, null
 from boarding_areas
 where population > 0

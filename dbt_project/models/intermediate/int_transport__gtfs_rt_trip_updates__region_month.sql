@@ -167,27 +167,45 @@ last_reports as (
     group by region_prefix, trip_id, start_date, stop_key
 ),
 
-months as {{ complete_months(stg ~ ' ' ~ at) }}
+months as {{ complete_months(stg ~ ' ' ~ at) }},
+
+-- each trip run (trip_id, start_date) of the month: its observed and on-time arrivals. Arrivals
+-- of one run share its delays, so TRN-01's 95% interval treats runs as the clusters (ratio
+-- estimator over runs, int_kpi__transport): the per-run sums of squares below are what it needs.
+runs as (
+    select
+        l.region_prefix,
+        l.report.month                                               as month,
+        count(*)                                                     as arrivals,
+        count(*) filter (where l.report.delay between -60 and 300)   as on_time_arrivals,
+        list(distinct l.report.batch) filter (where l.report.batch is not null) as batches
+    from last_reports as l
+    join months on months.month = l.report.month
+    {%- if incremental %}
+    where l.report.month in ({% for m in redo %}date '{{ m }}'{{ ', ' if not loop.last }}{% else %}null{% endfor %})
+    {%- endif %}
+    group by l.region_prefix, l.report.month, l.trip_id, l.start_date
+)
 
 select
-    l.region_prefix,
-    l.report.month                                                   as month,
-    count(*)                                                         as arrivals,
-    count(*) filter (where l.report.delay between -60 and 300)       as on_time_arrivals,
-    {{ batch_list('l.report.batch') }}                               as batch_ids,
+    region_prefix,
+    month,
+    sum(arrivals)                                                    as arrivals,
+    sum(on_time_arrivals)                                            as on_time_arrivals,
+    count(*)                                                         as trip_runs,
+    sum(arrivals * arrivals)                                         as sum_arrivals_sq,
+    sum(arrivals * on_time_arrivals)                                 as sum_arrivals_on_time,
+    sum(on_time_arrivals * on_time_arrivals)                         as sum_on_time_sq,
+    coalesce(list_sort(list_distinct(flatten(list(batches)))), cast([] as varchar[])) as batch_ids,
     {% if incremental %}cast({{ upto }} as bigint){% else %}cast({{ lake_snapshot_id() }} as bigint){% endif %} as lake_snapshot_id
-from last_reports as l
-join months on months.month = l.report.month
-{%- if incremental %}
-where l.report.month in ({% for m in redo %}date '{{ m }}'{{ ', ' if not loop.last }}{% else %}null{% endfor %})
-{%- endif %}
-group by l.region_prefix, l.report.month
+from runs
+group by region_prefix, month
 {%- if incremental %}
 -- one marker per redone month (the post-hook deletes them), so delete+insert by month also
 -- clears a month that has no arrival left
 {%- for m in redo %}
 union all
-select null, date '{{ m }}', 0, 0, cast([] as varchar[]), cast({{ upto }} as bigint)
+select null, date '{{ m }}', 0, 0, 0, 0, 0, 0, cast([] as varchar[]), cast({{ upto }} as bigint)
 {%- endfor %}
 {%- endif %}
 order by region_prefix, month

@@ -1,5 +1,6 @@
 {#- An area KPI model keeps the long KPI format (docs: kpi_long_format): one row per KPI,
-    place and month; a known KPI and place; a month's first day; a value; counts not negative. -#}
+    place and month; a known KPI and place; a month's first day; a value (inside its interval,
+    where the model gives one); counts not negative. -#}
 {% test kpi_long_format(model) %}
 with rows as (select * from {{ model }}),
 places as (
@@ -24,6 +25,9 @@ from rows where actual is null or isnan(actual) or isinf(actual)
 union all
 select kpi_id, region_code, period_start, 'negative count'
 from rows where disclosure_count < 0 or denominator < 0
+union all
+select kpi_id, region_code, period_start, 'value outside its own interval'
+from rows where actual < actual_lower or actual > actual_upper or actual_lower > actual_upper
 union all
 select kpi_id, region_code, period_start, 'no lineage'
 from rows where batch_ids is null or lake_snapshot_id is null
