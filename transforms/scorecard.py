@@ -2,16 +2,26 @@
 Russian and English ($QALA_WAREHOUSE/reports/scorecard.html), and the same page printed to PDF
 by Chromium (reports/scorecard.pdf).
 
-Everything shown is read from the marts and the load ledger in one read-only session: tiles and
-region tables from marts.kpi_scorecard, trends from marts.kpi_values, the feeds behind a KPI from
-the batch ids of its rows, their health from ops.load_ledger and ops.gate_results. The page asks
-no other host for anything (inline CSS, SVG and a few lines of script), so it opens offline and
-travels by e-mail. Without script it shows all three languages one after another, as in print.
+The page opens with a first page per language: every KPI in one table (its country row, or its one
+place), the value and the change vs its baseline with their 95% intervals, the target, the status
+and a sparkline, each row linking to the KPI's card. The cards follow as an appendix: window,
+value and change with their intervals and the interval method, the trend with its 95% band, the
+regions, and the data health of the feeds behind it. In print (and so in the PDF) the three first
+pages come first, one after another, then the cards, compacted (region tables cut to the country
+and the regions at either end); the screen keeps every region.
+
+Everything shown is read from the marts and the load ledger in one read-only session: the first
+page, tiles and region tables from marts.kpi_scorecard, trends from marts.kpi_values, the feeds
+behind a KPI from the batch ids of its rows, their health from ops.load_ledger and
+ops.gate_results. The page asks no other host for anything (inline CSS, SVG and a few lines of
+script), so it opens offline and travels by e-mail. Without script it shows all three languages
+one after another, as in print.
 """
 
 from __future__ import annotations
 
 import html
+import math
 import os
 import shutil
 import subprocess
@@ -73,14 +83,89 @@ LABELS = {
     "footer": ("Әрбір сан marts.kpi_scorecard кестесінен алынған; дереккөз файлдарына дейін batch_ids арқылы бақыланады.",
                "Каждое число взято из marts.kpi_scorecard; до исходных файлов прослеживается по batch_ids.",
                "Every number comes from marts.kpi_scorecard and traces back to its source files through batch_ids."),
+    # the first page
+    "overview": ("Барлық KPI бір бетте", "Все KPI на одной странице", "All KPIs on one page"),
+    "kpi": ("Көрсеткіш", "Показатель", "KPI"),
+    "place": ("Аумақ, кезең", "Территория, период", "Place, period"),
+    "value_ci": ("Мәні (95% интервал)", "Значение (95% интервал)", "Value (95% interval)"),
+    "change_ci": ("Өзгеріс (95% интервал)", "Изменение (95% интервал)", "Change (95% interval)"),
+    "kpis_count": ("KPI", "KPI", "KPIs"),
+    "overview_note": (
+        "Әр жолда — ел бойынша мән (ел бойынша жолы жоқ KPI үшін — оның жалғыз аумағы). Өзгеріс — салыстыру базасымен "
+        "(көбіне бір жыл бұрынғы сол кезең; карточкада жазылған). Жақшадағы — 95% сенімділік интервалы. KPI атауын басып, оның "
+        "карточкасын ашыңыз. Бір бағыт ішінде артта қалғандар бірінші.",
+        "В каждой строке — значение по стране (для KPI без строки по стране — его единственная территория). "
+        "Изменение — к базе сравнения (чаще всего тот же период годом ранее; см. карточку). В скобках — 95% доверительный интервал. Название KPI "
+        "ведёт к его карточке. Внутри направления отстающие идут первыми.",
+        "Each row is the country's value (or, for a KPI with no country row, its one place). Change is vs the "
+        "baseline (mostly the same period a year earlier; the card says which). In brackets: the 95% interval. A KPI's name leads to its card. Within "
+        "an area the off-track KPIs come first."),
+    "to": ("…", "до", "to"),
+    "from": ("", "от", ""),
+    "no_upper": ("жоғарғы шегі жоқ", "без верхней границы", "no upper bound"),
+    "interval": ("95% интервал", "95% интервал", "95% interval"),
+    "band": ("95% интервал", "95% интервал", "95% interval"),
+    "appendix": ("Қосымша: KPI карточкалары", "Приложение: карточки KPI", "Appendix: KPI cards"),
+    "back": ("Бірінші бетке", "К первой странице", "Back to the first page"),
+    "print_rows": ("Басылымда: ел бойынша жол және ең жоғары мен ең төмен өңірлер; HTML бетінде — барлық {n} аумақ.",
+                   "В печати: страна и регионы с самыми высокими и низкими значениями; на HTML-странице — все {n}.",
+                   "In print: the country and the regions at either end; the HTML page lists all {n}."),
+    "months_short": ("ай", "мес.", "mo"),
+    "baseline_window": ("Алдыңғы {n} ай", "Предыдущие {n} месяцев", "The {n} months before"),
+    "baseline_model": ("Жаңғыртуға дейін", "До модернизации", "Before the retrofit"),
 }
+# Status words and colours (CSS classes s-<status> in the template). 'within-noise': the evidence
+# (the 95% intervals) does not tell the value or the change apart from chance.
 STATUS = {
     "on-track": ("Жоспар бойынша", "В графике", "On track"),
     "at-risk": ("Қауіп бар", "Под угрозой", "At risk"),
     "off-track": ("Артта қалуда", "Отстаёт", "Off track"),
+    "within-noise": ("Кездейсоқ ауытқу шегінде", "В пределах погрешности", "Within noise"),
     "no-baseline": ("Салыстыру базасы жоқ", "Нет базы сравнения", "No baseline"),
     "monitoring": ("Бақылау", "Мониторинг", "Monitoring"),
     "suppressed": ("Жасырылған", "Скрыто", "Suppressed"),
+}
+# What each status means, in a few words (the first page's legend).
+STATUS_MEANING = {
+    "on-track": ("95% интервал мақсатқа жетеді (мақсат жоқ болса — кездейсоқтықтан тыс жақсару)",
+                 "95% интервал достигает цели (без цели — улучшение сверх случайного)",
+                 "the 95% interval meets the target (no target: improving beyond chance)"),
+    "at-risk": ("кездейсоқтықтан тыс жақсару бар, бірақ мақсатқа әлі жетпеді",
+                "улучшение сверх случайного, но цель ещё не достигнута",
+                "improving beyond chance, but short of the target"),
+    "off-track": ("мақсаттан айқын артта және жақсару жоқ",
+                  "явно не достигает цели и не улучшается",
+                  "clearly short of the target and not improving"),
+    "within-noise": ("айырмашылықты кездейсоқтықтан ажыратуға болмайды",
+                     "разницу нельзя отличить от случайной",
+                     "the difference cannot be told from chance"),
+    "no-baseline": ("салыстыратын бір жыл бұрынғы мән жоқ", "нет значения годом ранее для сравнения",
+                    "no year-earlier value to compare with"),
+    "monitoring": ("бақыланады: мақсаты да, бағыты да жоқ", "наблюдение: нет ни цели, ни направления",
+                   "watched only: no target, no direction"),
+}
+# The first page's order within an area: what needs attention first. Suppressed (None) last.
+STATUS_ORDER = ("off-track", "at-risk", "within-noise", "no-baseline", "monitoring", "on-track")
+# kpi_values.interval_method: how the 95% intervals are computed (the card's legend line).
+METHODS = {
+    "poisson": ("Пуассон санының score-интервалы; өзгеріс — жиіліктер қатынасы бойынша",
+                "score-интервал Пуассона для числа событий; изменение — по отношению интенсивностей",
+                "Poisson score interval of the count; change from the rate ratio"),
+    "wilson": ("Уилсонның score-интервалы; өзгеріс — MOVER-R әдісімен",
+               "score-интервал Уилсона; изменение — методом MOVER-R",
+               "Wilson score interval; change by MOVER-R"),
+    "median": ("медиананың үлестірімге тәуелсіз интервалы (реттік статистикалар); өзгеріс — MOVER-R әдісімен",
+               "непараметрический интервал медианы (порядковые статистики); изменение — методом MOVER-R",
+               "distribution-free interval of the median (order statistics); change by MOVER-R"),
+    "ratio": ("шкафтар бойынша қатынас бағалауы (дельта әдісі); мән өлшенеді, интервал тек өзгеріске",
+              "оценка отношения по шкафам (дельта-метод); значение измерено, интервал только у изменения",
+              "ratio estimator over cabinets (delta method); the value is measured, only the change has an interval"),
+    "cluster": ("шоғырлар бойынша интервал (рейстер, карталар: бір шоғырдың оқиғалары өзара байланысты); өзгеріс — MOVER-R әдісімен",
+                "интервал по кластерам (рейсы, карты: события одного кластера связаны); изменение — методом MOVER-R",
+                "interval over clusters (trip runs, cards: one cluster's events move together); change by MOVER-R"),
+    "exact": ("нақты мән: жобалардың толық есебі, іріктеусіз (интервал ені нөл)",
+              "точное значение: полный учёт проектов, без выборки (интервал нулевой ширины)",
+              "exact: the complete project accounts, no sampling (zero-width interval)"),
 }
 HEALTH = {
     "ok": ("Қалыпты", "Норма", "OK"),
@@ -89,6 +174,12 @@ HEALTH = {
 }
 # The catalogue's units are in English; their Kazakh and Russian words.
 UNITS = {
+    "accidents per 100,000 population in 12 months": ("12 айдағы 100 000 тұрғынға шаққандағы ЖКО",
+                                                      "ДТП на 100 000 населения за 12 месяцев"),
+    "deaths per 100,000 population in 12 months": ("12 айдағы 100 000 тұрғынға шаққандағы қаза тапқандар",
+                                                   "погибших на 100 000 населения за 12 месяцев"),
+    "kWh (change vs pre-retrofit)": ("кВт·сағ (жаңғыртуға дейінгі деңгейге қарағанда өзгеріс)",
+                                     "кВт·ч (изменение к уровню до модернизации)"),
     "accidents per 100,000 population": ("100 000 тұрғынға шаққандағы ЖКО", "ДТП на 100 000 населения"),
     "deaths per 100,000 population": ("100 000 тұрғынға шаққандағы қаза тапқандар", "погибших на 100 000 населения"),
     "immunisations per 1,000 population": ("1 000 тұрғынға шаққандағы екпелер", "прививок на 1 000 населения"),
@@ -113,6 +204,13 @@ MONTHS = {
     "ru": "янв фев мар апр май июн июл авг сен окт ноя дек".split(),
     "en": "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(),
 }
+MONTH_NAMES = {
+    "kk": "қаңтар ақпан наурыз сәуір мамыр маусым шілде тамыз қыркүйек қазан қараша желтоқсан".split(),
+    "ru": "январь февраль март апрель май июнь июль август сентябрь октябрь ноябрь декабрь".split(),
+    "en": "January February March April May June July August September October November December".split(),
+}
+MINUS = "\u2212"  # the page writes negative numbers with a true minus sign
+INFINITY = "∞"
 
 
 def format_value(value: float | None, unit: str) -> str:
@@ -132,17 +230,73 @@ def format_target(target: float | None, target_kind: str, unit: str) -> str:
     return f"{target:+.0%}" if target_kind == "change_vs_baseline" else format_value(target, unit)
 
 
+# kpi_values' interval columns (issue 21); a lake built before them shows no intervals
+INTERVAL_COLUMNS = ("window_months", "window_start", "interval_method", "confidence", "actual_lower",
+                    "actual_upper", "baseline_lower", "baseline_upper", "change_lower", "change_upper",
+                    "gap_to_target", "gap_lower", "gap_upper", "population_scale")
+PRINT_ENDS = 2  # in print, a region table keeps the country and this many regions at either end
+
+
 @dataclass
 class Kpi:
-    row: dict                      # the tile's row: the country, or the KPI's only place
+    row: dict | None               # the tile's row: the country, or the KPI's only place
     rows: list[dict]               # every place of the KPI's latest month
     trend: list[dict]              # the tile place's months from kpi_values
     feeds: list[str] = field(default_factory=list)
+    baseline_source: str = "previous_year"
+
+    @property
+    def kpi_id(self) -> str:
+        return self.rows[0]["kpi_id"]
+
+    @property
+    def status(self) -> str | None:
+        """The first page's status of the KPI: its tile row's ('suppressed' when withheld)."""
+        if self.row is None:
+            return None
+        return "suppressed" if self.row["suppressed"] else self.row["status"]
 
     @property
     def target_levels(self) -> list[float | None]:
         """Each trend month's target on the actual's own scale (None where there is none)."""
         return [_target_level(p, self.row) for p in self.trend]
+
+    @property
+    def has_band(self) -> bool:
+        return any(has_interval(p["actual_lower"], p["actual_upper"]) for p in self.trend if not p["suppressed"])
+
+    @property
+    def print_regions(self) -> set[str]:
+        """The region table's rows kept in print: the country, and the PRINT_ENDS published regions
+        with the highest and the lowest value (by change when the target is a change)."""
+        published = [r for r in self.rows if r["region_code"] != "KZ" and not r["suppressed"]]
+        key = "change_vs_baseline" if self.rows[0]["target_kind"] == "change_vs_baseline" and any(
+            r["change_vs_baseline"] is not None for r in published) else "actual"
+        ranked = sorted((r for r in published if r[key] is not None), key=lambda r: (r[key], r["region_code"]))
+        keep = {r["region_code"] for r in ranked[:PRINT_ENDS] + ranked[-PRINT_ENDS:]}
+        return keep | {r["region_code"] for r in self.rows if r["region_code"] == "KZ"}
+
+
+def _status_rank(status: str | None) -> int:
+    return STATUS_ORDER.index(status) if status in STATUS_ORDER else len(STATUS_ORDER)
+
+
+def overview(kpis: dict[str, list[Kpi]], areas: list[dict]) -> list[tuple[dict, list[Kpi]]]:
+    """The first page: every KPI, grouped by area in the programme's own order (the same order
+    every month, so a reader finds an area where it was last time), and within an area by status,
+    the ones that need attention first: off-track, at-risk, within-noise, no-baseline, monitoring,
+    on-track, then a withheld one; by KPI id within a status."""
+    return [(area, sorted(kpis[area["area"]], key=lambda k: (_status_rank(k.status), k.kpi_id)))
+            for area in areas if kpis.get(area["area"])]
+
+
+def status_counts(kpis: dict[str, list[Kpi]]) -> dict[str, int]:
+    """How many KPIs (their first-page row) are in each status, in STATUS_ORDER (then suppressed)."""
+    counts = defaultdict(int)
+    for area_kpis in kpis.values():
+        for kpi in area_kpis:
+            counts[kpi.status] += 1
+    return {s: counts[s] for s in (*STATUS_ORDER, "suppressed") if counts[s]}
 
 
 def gather(con) -> dict:
@@ -150,6 +304,7 @@ def gather(con) -> dict:
     areas = lake.rows(con, "select area, name_kk, name_ru, name_en from reference.programme_areas order by sort_order")
     rows = lake.rows(con, """select * exclude (batch_ids) from marts.kpi_scorecard
                          order by kpi_id, region_code = 'KZ' desc, region_name_en""")
+    baseline_source = dict(con.execute("select kpi_id, baseline_source from reference.kpi_catalogue").fetchall())
     feeds = defaultdict(list)
     for kpi_id, feed in con.execute(
             """select distinct s.kpi_id, l.feed
@@ -158,19 +313,27 @@ def gather(con) -> dict:
         feeds[kpi_id].append(feed)
     by_kpi = defaultdict(list)
     for row in rows:
+        for column in INTERVAL_COLUMNS:
+            row.setdefault(column, None)
         by_kpi[row["kpi_id"]].append(row)
     kpis = defaultdict(list)
     for kpi_id, places in by_kpi.items():
         country = [r for r in places if r["region_code"] == "KZ"]
         tile = country[0] if country else places[0] if len(places) == 1 else None
-        trend = lake.rows(con, """select period_start, actual, baseline, target, suppressed from marts.kpi_values
+        # every month of the tile's place, published or not (a withheld month is a gap)
+        trend = lake.rows(con, """select * exclude (batch_ids) from marts.kpi_values
                               where kpi_id = ? and region_code = ? order by period_start""",
-                      [kpi_id, tile["region_code"]]) if tile else []
-        kpis[places[0]["area"]].append(Kpi(tile, places, trend, feeds[kpi_id]))
+                          [kpi_id, tile["region_code"]]) if tile else []
+        for point in trend:
+            for column in INTERVAL_COLUMNS:
+                point.setdefault(column, None)
+        kpis[places[0]["area"]].append(
+            Kpi(tile, places, trend, feeds[kpi_id], baseline_source.get(kpi_id) or "previous_year"))
     snapshot = con.execute(
         f"""select snapshot_id, snapshot_time from ducklake_snapshots('{settings.LAKE_ALIAS}')
             where snapshot_id = ?""", [max((r["lake_snapshot_id"] for r in rows), default=None)]).fetchone()
-    return {"areas": areas, "kpis": kpis, "health": feed_health(con), "snapshot": snapshot}
+    return {"areas": areas, "kpis": kpis, "overview": overview(kpis, areas), "counts": status_counts(kpis),
+            "health": feed_health(con), "snapshot": snapshot}
 
 
 def feed_health(con) -> dict[str, dict]:
@@ -219,11 +382,90 @@ def _month(day: date, lang: str) -> str:
     return f"{MONTHS[lang][day.month - 1]} {day.year}"
 
 
+def _month_name(day: date, lang: str) -> str:
+    return f"{MONTH_NAMES[lang][day.month - 1]} {day.year}"
+
+
+def _months_before(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 - months
+    return date(index // 12, index % 12 + 1, 1)
+
+
 def _suppression(reason: str | None, lang: str) -> str:
     for prefix, words in SUPPRESSION.items():
         if reason and reason.startswith(prefix):
             return words[LANGS.index(lang)]
     return reason or ""
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def shown_value(value: float | None, unit: str) -> str:
+    """A value or an interval bound as the page shows it: format_value with a true minus sign,
+    an unbounded upper bound as ∞."""
+    if value is not None and math.isinf(value):
+        return INFINITY if value > 0 else MINUS + INFINITY
+    return format_value(value, unit).replace("-", MINUS)
+
+
+def shown_change(value: float | None) -> str:
+    """A change (or a bound of its interval) as the page shows it: −16.0%, +4.2%, ∞."""
+    if value is not None and math.isinf(value):
+        return INFINITY if value > 0 else MINUS + INFINITY
+    return format_change(value).replace("-", MINUS)
+
+
+def shown_target(target: float | None, target_kind: str, unit: str) -> str:
+    return format_target(target, target_kind, unit).replace("-", MINUS)
+
+
+def has_interval(lower: float | None, upper: float | None) -> bool:
+    """Whether a 95% interval is shown: both bounds known and not the point itself ('exact'
+    KPIs, zero-width, show the value alone; the legend line names the method)."""
+    return lower is not None and upper is not None and not (math.isnan(lower) or math.isnan(upper)) \
+        and lower != upper
+
+
+def window_text(kpi: Kpi, row: dict, lang: str) -> str:
+    """Which period the row is and what it is compared with: a month against the same month a year
+    earlier (or the area model's pre-retrofit baseline), or a rolling window against the window
+    before."""
+    end = row["period_start"]
+    months = row["window_months"] or (12 if row["period_grain"] == "rolling_12_months" else 1)
+    if months > 1:
+        start = row["window_start"] or _months_before(end, months - 1)
+        span = f"{_month_name(start, lang)} – {_month_name(end, lang)}"
+        return {"kk": f"{months} ай ({span}), алдыңғы {months} аймен салыстырғанда",
+                "ru": f"{months} месяцев ({span}) в сравнении с предыдущими {months} месяцами",
+                "en": f"{months} months to {_month_name(end, lang)} ({span}) vs the {months} months before"}[lang]
+    if kpi.baseline_source == "model":
+        return {"kk": f"Ай: {_month_name(end, lang)}; салыстыру базасы: жаңғыртуға дейінгі сол ай",
+                "ru": f"Месяц: {_month_name(end, lang)}; база сравнения: тот же месяц до модернизации",
+                "en": f"Month: {_month_name(end, lang)} vs the same month before the retrofit"}[lang]
+    before = _month_name(_months_before(end, 12), lang)
+    return {"kk": f"Ай: {_month_name(end, lang)}; салыстыру базасы: {before}",
+            "ru": f"Месяц: {_month_name(end, lang)}; база сравнения: {before}",
+            "en": f"Month: {_month_name(end, lang)} vs {before}"}[lang]
+
+
+def baseline_label(kpi: Kpi, row: dict, lang: str) -> str:
+    """What the baseline is, in a few words: a year earlier, the window before, or the area model's."""
+    months = row["window_months"] or (12 if row["period_grain"] == "rolling_12_months" else 1)
+    if months > 1:
+        return _t("baseline_window", lang).format(n=months)
+    return _t("baseline_model" if kpi.baseline_source == "model" else "baseline", lang)
+
+
+def period_short(row: dict, lang: str) -> str:
+    """The row's period in a few characters: 'Feb 2025', or '12 mo: Mar 2024 – Feb 2025'."""
+    end = row["period_start"]
+    months = row["window_months"] or (12 if row["period_grain"] == "rolling_12_months" else 1)
+    if months == 1:
+        return _month(end, lang)
+    start = row["window_start"] or _months_before(end, months - 1)
+    return f"{months} {_t('months_short', lang)}: {_month(start, lang)} – {_month(end, lang)}"
 
 
 def _target_level(point: dict, kpi: dict) -> float | None:
@@ -239,69 +481,161 @@ def has_target_line(kpi: Kpi) -> bool:
     return any(t is not None for t in kpi.target_levels)
 
 
+def _month_index(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def _published(point: dict) -> float | None:
+    return None if point["suppressed"] or not _finite(point["actual"]) else point["actual"]
+
+
+def _runs(series: list[tuple[int, object]]) -> list[list[tuple[int, object]]]:
+    """The series cut where a month has no value (None) or is missing: each run is months in a row."""
+    runs, previous = [], None
+    for i, v in series:
+        if v is None:
+            previous = None
+            continue
+        if previous is None or i != previous + 1:
+            runs.append([])
+        runs[-1].append((i, v))
+        previous = i
+    return runs
+
+
+def _band(series: list[tuple[int, float | None, float | None]]) -> list[list[tuple[int, tuple]]]:
+    """The runs of months with a (finite, not zero-width) 95% interval: the shaded band's pieces."""
+    return _runs([(i, (lo, hi) if _finite(lo) and _finite(hi) and has_interval(lo, hi) else None)
+                  for i, lo, hi in series])
+
+
 def chart(kpi: Kpi, lang: str, chart_id: str) -> str:
-    """An inline SVG line chart of the tile place's months, with the target line dashed, and a
-    text alternative (title and desc) naming every month's value."""
+    """An inline SVG line chart of the tile place's months: every month with a published value on
+    its own calendar position (a withheld or missing month is a gap, its neighbours are not joined
+    across it), the 95% interval of the value as a shaded band, the target line dashed, and a text
+    alternative (title and desc) naming every month's value and interval."""
     row, points, levels = kpi.row, kpi.trend, kpi.target_levels
     width, height, left, right, top, bottom = 640, 220, 64, 36, 16, 36
-    shown = [None if p["suppressed"] else p["actual"] for p in points]  # per month: the value drawn
-    values = [v for v in shown if v is not None]
-    targets = [t for t in levels if t is not None]
-    if not values:
+    if not points or not any(_published(p) is not None for p in points):
         return ""
-    low, high = min(values + targets + [0.0]), max(values + targets)
+    first = _month_index(points[0]["period_start"])
+    pos = [_month_index(p["period_start"]) - first for p in points]
+    shown = [(i, _published(p)) for i, p in zip(pos, points)]
+    band = _band([(i, p["actual_lower"], p["actual_upper"]) if _published(p) is not None else (i, None, None)
+                  for i, p in zip(pos, points)])
+    values = [v for _, v in shown if v is not None]
+    targets = [t for t in levels if t is not None]
+    bounds = [b for run in band for _, pair in run for b in pair]
+    low, high = min(values + targets + bounds + [0.0]), max(values + targets + bounds)
     high = high if high > low else low + 1
-    span_x = max(len(points) - 1, 1)
+    span_x = max(pos[-1], 1)
     x = lambda i: left + (width - left - right) * i / span_x  # noqa: E731
     y = lambda v: top + (height - top - bottom) * (1 - (v - low) / (high - low))  # noqa: E731
 
-    def path(series):
-        parts, pen = [], "M"
-        for i, v in series:
-            if v is None:
-                pen = "M"
-                continue
-            parts.append(f"{pen}{x(i):.1f},{y(v):.1f}")
-            pen = "L"
-        return " ".join(parts)
+    def path(series) -> str:
+        return " ".join(" ".join(f"{'L' if k else 'M'}{x(i):.1f},{y(v):.1f}" for k, (i, v) in enumerate(run))
+                        for run in _runs(series))
 
-    actual = path(enumerate(shown))
-    target = path(enumerate(levels))
+    def area(run) -> str:
+        if len(run) == 1:  # a month alone: a bar as wide as a dot
+            (i, (lo, hi)), = run
+            return f"M{x(i) - 4:.1f},{y(hi):.1f} H{x(i) + 4:.1f} V{y(lo):.1f} H{x(i) - 4:.1f} Z"
+        upper = " ".join(f"{'L' if k else 'M'}{x(i):.1f},{y(hi):.1f}" for k, (i, (lo, hi)) in enumerate(run))
+        lower = " ".join(f"L{x(i):.1f},{y(lo):.1f}" for i, (lo, hi) in reversed(run))
+        return f"{upper} {lower} Z"
+
+    actual = path(shown)
+    target = path(list(zip(pos, levels)))
     unit = row["unit"]
-    described = "; ".join(
-        f"{_month(p['period_start'], lang)}: "
-        + (_t("suppressed", lang) if p["suppressed"] else format_value(p["actual"], unit))
-        for p in points)
+
+    def month_text(p: dict) -> str:
+        if p["suppressed"]:
+            return f"{_month(p['period_start'], lang)}: {_t('suppressed', lang)}"
+        text = f"{_month(p['period_start'], lang)}: {shown_value(p['actual'], unit)}"
+        if has_interval(p["actual_lower"], p["actual_upper"]):
+            text += f" ({interval_text(p['actual_lower'], p['actual_upper'], unit, lang)})"
+        return text
+
+    described = "; ".join(month_text(p) for p in points)
     target_text = ""
     if targets:
         target_text = f" {_t('target_line', lang)}: " + "; ".join(
-            f"{_month(p['period_start'], lang)}: {format_value(t, unit)}"
+            f"{_month(p['period_start'], lang)}: {shown_value(t, unit)}"
             for p, t in zip(points, levels) if t is not None)
     ticks = "".join(
-        f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{html.escape(format_value(v, unit))}</text>'
+        f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{html.escape(shown_value(v, unit))}</text>'
         f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
         for v in (low, (low + high) / 2, high))
-    step = max(1, len(points) // 6)
-    marked = list(range(0, len(points), step))
-    if marked[-1] != len(points) - 1:  # the last month always, in place of a too-close neighbour
-        marked[-1 if len(points) - 1 - marked[-1] < step / 2 + 1 and len(marked) > 1 else len(marked):] = [len(points) - 1]
+    months = pos[-1] + 1
+    step = max(1, months // 6)
+    marked = list(range(0, months, step))
+    if marked[-1] != months - 1:  # the last month always, in place of a too-close neighbour
+        marked[-1 if months - 1 - marked[-1] < step / 2 + 1 and len(marked) > 1 else len(marked):] = [months - 1]
+    start = points[0]["period_start"]
     labels = "".join(
-        f'<text x="{x(i):.1f}" y="{height - 12}" text-anchor="middle">{html.escape(_month(points[i]["period_start"], lang))}</text>'
-        for i in marked)
+        f'<text x="{x(i):.1f}" y="{height - 12}" text-anchor="middle">'
+        f'{html.escape(_month(_months_before(start, -i), lang))}</text>' for i in marked)
+    bands = "".join(f'<path d="{area(run)}" class="band"/>' for run in band)
     dots = "".join(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" class="actual"/>'
-                   for i, v in enumerate(shown) if v is not None)
+                   for i, v in shown if v is not None)
     # a diamond per month with a target: a line alone would not show a target of one month
     dots += "".join(f'<path d="M{x(i) - 5:.1f},{y(t):.1f} l5,-5 l5,5 l-5,5 z" class="target-mark"/>'
-                    for i, t in enumerate(levels) if t is not None)
+                    for i, t in zip(pos, levels) if t is not None)
     title = f"{row['name_' + lang]} — {row['region_name_' + lang]}, {_t('trend_of', lang)}"
     return (
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" data-months="{len(values)}" '
         f'aria-labelledby="{chart_id}-t {chart_id}-d">'
         f'<title id="{chart_id}-t">{html.escape(title)}</title>'
         f'<desc id="{chart_id}-d">{html.escape(described + "." + target_text)}</desc>'
-        f'{ticks}{labels}'
+        f'{ticks}{labels}{bands}'
         + (f'<path d="{target}" class="target"/>' if target else "")
         + f'<path d="{actual}" class="actual"/>{dots}</svg>')
+
+
+def sparkline(kpi: Kpi, lang: str) -> str:
+    """The first page's trend: every month with a published value (gaps where withheld or
+    missing), the 95% band shaded, the latest month a dot."""
+    points = kpi.trend
+    shown_points = [p for p in points if _published(p) is not None]
+    if not shown_points:
+        return ""
+    width, height, pad = 110, 26, 3
+    first = _month_index(points[0]["period_start"])
+    pos = [_month_index(p["period_start"]) - first for p in points]
+    shown = [(i, _published(p)) for i, p in zip(pos, points)]
+    band = _band([(i, p["actual_lower"], p["actual_upper"]) if _published(p) is not None else (i, None, None)
+                  for i, p in zip(pos, points)])
+    values = [v for _, v in shown if v is not None] + [b for run in band for _, pair in run for b in pair]
+    low, high = min(values), max(values)
+    high = high if high > low else low + 1
+    span_x = max(pos[-1], 1)
+    x = lambda i: pad + (width - 2 * pad) * i / span_x  # noqa: E731
+    y = lambda v: pad + (height - 2 * pad) * (1 - (v - low) / (high - low))  # noqa: E731
+    runs = _runs(shown)
+    line = " ".join(" ".join(f"{'L' if k else 'M'}{x(i):.1f},{y(v):.1f}" for k, (i, v) in enumerate(run))
+                    for run in runs)
+    bands = "".join(
+        '<path class="band" d="'
+        + " ".join(f"{'L' if k else 'M'}{x(i):.1f},{y(hi):.1f}" for k, (i, (lo, hi)) in enumerate(run))
+        + " " + " ".join(f"L{x(i):.1f},{y(lo):.1f}" for i, (lo, hi) in reversed(run)) + ' Z"/>'
+        for run in band if len(run) > 1)
+    # a month alone between gaps draws no line: a dot; and the latest month is a dot
+    alone = [run[0] for run in runs if len(run) == 1]
+    last = runs[-1][-1]
+    dots = "".join(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="{2.2 if (i, v) == last else 1.6}"/>'
+                   for i, v in dict.fromkeys(alone + [last]))
+    label = (f"{_t('trend', lang)}: {_month(shown_points[0]['period_start'], lang)} – "
+             f"{_month(shown_points[-1]['period_start'], lang)}")
+    return (f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+            f'aria-label="{html.escape(label)}" data-months="{len(shown_points)}">'
+            f'{bands}<path class="line" d="{line}"/>{dots}</svg>')
+
+
+def interval_text(lower: float, upper: float, unit: str | None, lang: str) -> str:
+    """'−22.1% to −9.4%' (en), 'от −22.1% до −9.4%' (ru), '−22.1% … −9.4%' (kk); unit None: a change."""
+    show = shown_change if unit is None else (lambda v: shown_value(v, unit))
+    words = f"{_t('from', lang)} " if _t("from", lang) else ""
+    return f"{words}{show(lower)} {_t('to', lang)} {show(upper)}"
 
 
 def render(data: dict, built_at: datetime) -> str:
@@ -310,10 +644,12 @@ def render(data: dict, built_at: datetime) -> str:
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True,
                       extensions=["jinja2.ext.do"])
-    env.globals.update(t=_t, STATUS=STATUS, HEALTH=HEALTH, LANGS=LANGS, unit=_unit, month=_month,
-                       value=format_value, change=format_change, target=format_target,
-                       suppression=_suppression, chart=chart,
-                       has_target_line=has_target_line)
+    env.globals.update(t=_t, STATUS=STATUS, STATUS_MEANING=STATUS_MEANING, STATUS_ORDER=STATUS_ORDER,
+                       METHODS=METHODS, HEALTH=HEALTH, LANGS=LANGS, PRINT_ENDS=PRINT_ENDS, unit=_unit,
+                       month=_month, value=shown_value, change=shown_change, target=shown_target,
+                       has_interval=has_interval, interval=interval_text, is_inf=lambda v: v == math.inf,
+                       window=window_text, period=period_short, baseline_label=baseline_label, suppression=_suppression, chart=chart,
+                       sparkline=sparkline, has_target_line=has_target_line)
     return env.get_template("scorecard.html.j2").render(built_at=built_at, **data)
 
 
