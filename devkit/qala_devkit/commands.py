@@ -1,4 +1,5 @@
-"""The devkit's `qala` commands: `simulate`, `run` (the demo's main job), `bench`, `gate-audit`, `fuzz`.
+"""The devkit's `qala` commands: `simulate`, `run` (the demo's main job), `bench`, `gate-audit`, `fuzz`,
+`chaos`, `effects`.
 
 `register` is the `qala.commands` entry point: the product CLI (transforms/cli.py) calls it with its
 subparsers when the devkit is installed. Each command calls one function; nothing heavy is imported
@@ -83,6 +84,15 @@ def cmd_chaos(args) -> int:
                 airflow_trials=args.airflow_trials)
 
 
+def cmd_effects(args) -> int:
+    from pathlib import Path
+
+    from qala_devkit.effects import main
+
+    return main(Path(args.warehouse) if args.warehouse else None,
+                Path(args.ground_truth) if args.ground_truth else None, show_all=args.all)
+
+
 def cmd_bench(args) -> int:
     from qala_devkit.bench import main
 
@@ -140,6 +150,12 @@ def register(sub) -> None:
                    help="then, in the embedded Airflow: load task processes killed, Airflow's retry must end as undisturbed")
     p.add_argument("--keep", help="folder to move each warehouse that ended differently into")
     p.set_defaults(func=cmd_chaos)
+    p = sub.add_parser("effects", help="the KPIs' 95% intervals against the simulator's planted effects; "
+                       "constant KPIs must not claim a change more often than 95% allows")
+    p.add_argument("--warehouse", help="the simulated warehouse (default $QALA_WAREHOUSE)")
+    p.add_argument("--ground-truth", help="the ground truth to check against (default <warehouse>/simulator/ground_truth.json)")
+    p.add_argument("--all", action="store_true", help="print every period's rows, not only the latest period's")
+    p.set_defaults(func=cmd_effects)
     p = sub.add_parser("bench", help="ingest speed and memory vs DuckDB's own CSV → Parquet")
     p.add_argument("--rows", type=int, default=2_000_000)
     p.add_argument("--sim-scale", type=float, default=0.1,
