@@ -1,7 +1,10 @@
 """A small simulated world for the KPI tests: every feed, landed, loaded and built for real.
 
 The simulator writes 14 months of every feed (2024-01-01 .. 2025-02-28, so every KPI has a
-complete month and the same month a year earlier), the load path publishes every landed file
+complete month and the same month a year earlier), and a year more of history for the feeds of the
+rolling 12-month KPIs (SAF-01/SAF-02: the road-accident register; HCS-03: the Open311 requests;
+from 2023-01-01), so that their latest windows have the 12 months before as a baseline. The load
+path publishes every landed file
 (real readers, row checks, pseudonymisation, GX gate, DuckLake), and `dbt build` runs the whole
 project as the build_kpis DAG runs it. Tests then compare marts.kpi_values with computations
 written straight from the landing files (never from the lake).
@@ -28,9 +31,22 @@ SCALE = 0.001
 FEED_SCALES = {"safety/road_accidents": 1.0, "housing/utility_payments": 1.0,
                # at 0.001 some days have no request, and the contract refuses an empty export
                "housing/open311_requests": 0.005}
+# The rolling 12-month KPIs' feeds start a year earlier (26 months: windows ending 2023-12 ..
+# 2025-02, of which 2024-12 .. 2025-02 have a baseline). Both feeds are small (~60 accidents and
+# ~40 requests a day), so the year more costs little. Their days are written by one simulator run
+# from HISTORY_START (a day's export depends only on the seed, the feed and the day, so the later
+# days are the ones the other feeds' world would have), which keeps the landed days contiguous and
+# ground_truth.json's run (start, days, scale) true for each feed.
+HISTORY_START = date(2023, 1, 1)
+HISTORY_FEEDS = ("safety/road_accidents", "housing/open311_requests")
 SEED = 7
 MIN_CELL = 10
 DBT = Path(sys.executable).parent / "dbt"
+
+
+def first_day(feed: str) -> date:
+    """The world's first landing day of a feed."""
+    return HISTORY_START if feed in HISTORY_FEEDS else START
 
 
 @dataclass(frozen=True)
@@ -77,7 +93,8 @@ def _load(job: tuple[str, str]) -> str:
     from transforms.load import load_files
 
     last = START + timedelta(days=DAYS - 1)
-    load_files(feed, runs.landed_files(feed, START, last, Path(root)), run_id="kpi-world", root=Path(root))
+    load_files(feed, runs.landed_files(feed, first_day(feed), last, Path(root)), run_id="kpi-world",
+               root=Path(root))
     return feed
 
 
@@ -88,10 +105,12 @@ def build(root: Path) -> World:
     env_before = os.environ.get("QALA_WAREHOUSE")
     os.environ["QALA_WAREHOUSE"] = str(root)
     try:
-        simulate(root, start=START, days=DAYS, scale=SCALE, seed=SEED, defect_rate=0.0,
-                 scales=FEED_SCALES, workers=2)
-        lake.ensure_lake(root)
         feeds = sorted(feed_modules())
+        simulate(root, start=START, days=DAYS, scale=SCALE, seed=SEED, defect_rate=0.0,
+                 scales=FEED_SCALES, workers=2, feeds=[f for f in feeds if f not in HISTORY_FEEDS])
+        simulate(root, start=HISTORY_START, days=DAYS + (START - HISTORY_START).days, scale=SCALE,
+                 seed=SEED, defect_rate=0.0, scales=FEED_SCALES, workers=2, feeds=list(HISTORY_FEEDS))
+        lake.ensure_lake(root)
         with ProcessPoolExecutor(2) as pool:
             list(pool.map(_load, [(feed, str(root)) for feed in feeds]))
         done = subprocess.run(

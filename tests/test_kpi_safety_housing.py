@@ -2,18 +2,21 @@
 files.
 
 Every expected value here is computed straight from the landing zone (CSV / JSON Lines / GeoReport
-JSON parsed with the standard library) and the reference seeds (population, KATO codes, centres):
-never from the lake. Then marts.kpi_values must hold exactly the same (place, month) rows with the
-same numerator, denominator and actual (unsuppressed rows), a small count or a complementary
-suppression (suppressed rows), baselines of the same place a year earlier and the catalogue's
-status. Last, the simulator's planted effects must come out of kpi_values within tolerances
-derived from the sample sizes.
+JSON parsed with the standard library), the reference seeds (population, KATO codes, centres) and
+the simulator's ground truth (the world's scale of a feed): never from the lake. Then
+marts.kpi_values must hold exactly the same (place, period) rows with the same numerator,
+denominator and actual (unsuppressed rows), a small count or a complementary suppression
+(suppressed rows), baselines of the same place a year earlier and the status the evidence rule
+gives (test_kpi_intervals.py recomputes the 95% intervals themselves). Last, the simulator's
+planted effects must come out of kpi_values within tolerances derived from the sample sizes.
 
 Definitions recomputed (see dbt_project/models/intermediate/int_kpi__safety.sql / __housing.sql):
 - complete months: months that the landing days with at least one published record cover from
   their first to their last day (a refused empty export publishes nothing);
-- SAF-01/02: accidents (deaths) by local month of occurred_at per region, x 100,000 / population;
-  every region every complete month, zero-filled; KZ = sums;
+- SAF-01/02: ROLLING 12 MONTHS: the row of month M counts the accidents (deaths) of the 12
+  months M-11 .. M (by local month of occurred_at), per region, x 100,000 / (population x the
+  world's scale of the accident register, ground_truth.json run.scale); a row only where all 12
+  months are complete; every region, zero-filled; KZ = sums;
 - SAF-03: violation events by local day of detected_at / camera-days (cameras with status
   'active' in each day's register snapshot); regions with camera-days; KZ = sums; months complete
   in both feeds;
@@ -23,9 +26,14 @@ Definitions recomputed (see dbt_project/models/intermediate/int_kpi__safety.sql 
   before the retrofit (own baseline);
 - HCS-02: payments through auto_debit or online / all payments, by local month of paid_at, for
   the pilot town Aqkol (reference.towns);
-- HCS-03: requests whose latest state (latest updated_datetime) is closed, by the local month of
-  updated_datetime: median of hours from requested_datetime, per region of the nearest
-  administrative centre and for the country.
+- HCS-03: ROLLING 12 MONTHS: requests whose latest state (latest updated_datetime) is closed in
+  the 12 months M-11 .. M (local month of updated_datetime, all 12 complete): median of hours
+  from requested_datetime, per region of the nearest administrative centre and for the country.
+
+Each expected row is a dict: numerator, denominator, actual, disclosure (the count that decides
+small-cell suppression), and what its interval is computed from: `values` (the sorted
+observations of a median) or `pairs` (HCS-01: per cabinet, the month's kWh and its pre-retrofit
+equivalent).
 """
 
 from __future__ import annotations
@@ -37,10 +45,12 @@ import math
 import statistics
 from collections import defaultdict
 from datetime import date, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from test_kpi_intervals import evidence_status
 
 from transforms import settings
 
@@ -105,6 +115,27 @@ def _complete_months(days: set[date]) -> set[date]:
     return out
 
 
+def _window(m: date, months: int = 12) -> list[date]:
+    """The months M-(months-1) .. M of the row of month M."""
+    return [_add_months(m, -k) for k in range(months)]
+
+
+def _windows(months: set[date], size: int = 12) -> list[date]:
+    """Months M whose whole window M-(size-1) .. M is complete."""
+    return sorted(m for m in months if all(w in months for w in _window(m, size)))
+
+
+def feed_scale(world, feed: str) -> float:
+    """The world's scale of a feed (ground_truth.json: run.scale), which multiplies the
+    population of its per-capita KPIs."""
+    return float(world.ground_truth()[feed]["run"]["scale"])
+
+
+def _row(numerator, denominator, actual, disclosure, **extra) -> dict:
+    return {"numerator": numerator, "denominator": denominator, "actual": actual, "disclosure": disclosure,
+            **extra}
+
+
 def _local_date(text: str) -> date:
     return datetime.fromisoformat(text).astimezone(LOCAL).date()
 
@@ -122,7 +153,9 @@ def _nearest_prefix(lat: float, lon: float) -> str:
 # --- expected rows per KPI: {(place, month): (numerator, denominator, actual, disclosure)} -----
 
 
+@cache
 def expected_saf_01_02(world) -> tuple[dict, dict, dict]:
+    """SAF-01, SAF-02 rows over rolling 12 months; extra: the monthly counts per region."""
     accidents: dict[str, dict] = {}
     days = set()
     for path in world.files("safety/road_accidents"):
@@ -138,20 +171,21 @@ def expected_saf_01_02(world) -> tuple[dict, dict, dict]:
         if m in months:
             count[(r["kato_code"][:2], m)] += 1
             killed[(r["kato_code"][:2], m)] += int(r["killed"])
+    scale = feed_scale(world, "safety/road_accidents")
     saf01, saf02 = {}, {}
-    for m in months:
-        for kpi, values in (("SAF-01", count), ("SAF-02", killed)):
-            out = saf01 if kpi == "SAF-01" else saf02
+    for m in _windows(months):
+        for out, values in ((saf01, count), (saf02, killed)):
             total = total_pop = 0
             for prefix, code in CODE_OF_PREFIX.items():
-                n, pop = values[(prefix, m)], POPULATION[code]
-                out[(code, m)] = (n, pop, n * 100000 / pop, n)
+                n, pop = sum(values[(prefix, w)] for w in _window(m)), POPULATION[code] * scale
+                out[(code, m)] = _row(n, pop, n * 100000 / pop, n)
                 total, total_pop = total + n, total_pop + pop
-            out[("KZ", m)] = (total, total_pop, total * 100000 / total_pop, total)
-    return saf01, saf02, {"astana_counts": count}
+            out[("KZ", m)] = _row(total, total_pop, total * 100000 / total_pop, total)
+    return saf01, saf02, {"counts": count, "months": months}
 
 
-def expected_saf_03(world, weekday_factors: list[float]) -> tuple[dict, dict]:
+@cache
+def expected_saf_03(world, weekday_factors: tuple[float, ...]) -> tuple[dict, dict]:
     """SAF-03 rows, and per month the sum over active camera-days of the planted weekday factor."""
     events: dict[str, tuple[str, date]] = {}
     event_days = set()
@@ -184,9 +218,9 @@ def expected_saf_03(world, weekday_factors: list[float]) -> tuple[dict, dict]:
             v, c = violations[(prefix, m)], camera_days[(prefix, m)]
             tv, tc, tw = tv + v, tc + c, tw + weekday_weight[(prefix, m)]
             if c > 0:
-                out[(code, m)] = (v, c, v / c, v)
+                out[(code, m)] = _row(v, c, v / c, v)
         if tc > 0:
-            out[("KZ", m)] = (tv, tc, tv / tc, tv)
+            out[("KZ", m)] = _row(tv, tc, tv / tc, tv)
             weights[m] = tw
     return out, weights
 
@@ -221,6 +255,7 @@ def retrofit_days(per_day: dict) -> dict[str, date | None]:
     return out
 
 
+@cache
 def expected_hcs_01(world) -> tuple[dict, dict, dict]:
     per_day, days = _lighting_readings(world)
     months = _complete_months(days)
@@ -232,7 +267,7 @@ def expected_hcs_01(world) -> tuple[dict, dict, dict]:
             monthly[(cabinet, _month(d))][0] += kwh
             monthly[(cabinet, _month(d))][1] += lbh
             region[cabinet] = prefix
-    sums = defaultdict(lambda: [0.0, 0.0])
+    pairs = defaultdict(list)  # (place, month) -> [(kWh, pre-retrofit equivalent kWh)] per cabinet
     for (cabinet, m), (kwh, lbh) in list(monthly.items()):
         before = _add_months(m, -12)
         r = retrofit[cabinet]
@@ -240,15 +275,14 @@ def expected_hcs_01(world) -> tuple[dict, dict, dict]:
                 and r >= _add_months(before, 1) and (cabinet, before) in monthly):
             pre_kwh, pre_lbh = monthly[(cabinet, before)]
             if pre_lbh > 0 and lbh > 0:
-                key = (CODE_OF_PREFIX[region[cabinet]], m)
-                sums[key][0] += kwh
-                sums[key][1] += pre_kwh * lbh / pre_lbh
-    out = {key: (kwh, None, kwh, None) for key, (kwh, _) in sums.items()}
-    baselines = {key: base for key, (_, base) in sums.items()}
+                pairs[(CODE_OF_PREFIX[region[cabinet]], m)].append((kwh, pre_kwh * lbh / pre_lbh))
+    out = {key: _row(sum(y for y, _ in p), None, sum(y for y, _ in p), None, pairs=p) for key, p in pairs.items()}
+    baselines = {key: sum(x for _, x in p) for key, p in pairs.items()}
     first_last = {c: (min(d), max(d)) for c, d in per_day.items()}
     return out, baselines, {"retrofit": retrofit, "first_last": first_last}
 
 
+@cache
 def expected_hcs_02(world) -> tuple[dict, dict]:
     payments: dict[str, dict] = {}
     days = set()
@@ -270,7 +304,7 @@ def expected_hcs_02(world) -> tuple[dict, dict]:
             total[key] += 1
             automated[key] += r["channel"] in ("auto_debit", "online")
             paid_days[key].append(paid)
-    out = {key: (automated[key], n, automated[key] / n, min(automated[key], n - automated[key]))
+    out = {key: _row(automated[key], n, automated[key] / n, min(automated[key], n - automated[key]))
            for key, n in total.items() if n > 0}
     return out, paid_days
 
@@ -280,7 +314,9 @@ def _open311_objects(path: Path) -> list[dict]:
     return data["service_requests"] if isinstance(data, dict) else data
 
 
+@cache
 def expected_hcs_03(world) -> tuple[dict, dict, dict]:
+    """HCS-03 rows over rolling 12 months; extra: closed requests per service and month."""
     states: dict[str, tuple] = {}
     days = set()
     for path in world.files("housing/open311_requests", "*.json"):
@@ -313,7 +349,12 @@ def expected_hcs_03(world) -> tuple[dict, dict, dict]:
             prefix_agrees.append(prefix == str(o["service_request_id"])[:2])
         hours[("KZ", m)].append(h)
         services[m][o["service_code"]] += 1
-    out = {key: (None, len(v), statistics.median(v), len(v)) for key, v in hours.items() if v}
+    out = {}
+    for m in _windows(months):
+        for place in [*CODE_OF_PREFIX.values(), "KZ"]:
+            v = sorted(h for w in _window(m) for h in hours.get((place, w), ()))
+            if v:
+                out[(place, m)] = _row(None, len(v), statistics.median(v), len(v), values=v)
     return out, services, {"prefix_agrees": prefix_agrees, "months": months}
 
 
@@ -325,15 +366,16 @@ def expected(kpi_world):
     truth = kpi_world.ground_truth()
     saf01, saf02, saf_extra = expected_saf_01_02(kpi_world)
     saf03, saf03_weights = expected_saf_03(
-        kpi_world, truth["safety/sergek_violations"]["effects"]["weekday_factors_mon_to_sun"])
+        kpi_world, tuple(truth["safety/sergek_violations"]["effects"]["weekday_factors_mon_to_sun"]))
     hcs01, hcs01_baselines, hcs01_extra = expected_hcs_01(kpi_world)
     hcs02, paid_days = expected_hcs_02(kpi_world)
     hcs03, services, hcs03_extra = expected_hcs_03(kpi_world)
     return {
         "rows": {"SAF-01": saf01, "SAF-02": saf02, "SAF-03": saf03, "HCS-01": hcs01, "HCS-02": hcs02,
                  "HCS-03": hcs03},
-        "saf03_weights": saf03_weights, "hcs01_baselines": hcs01_baselines, "hcs01": hcs01_extra,
-        "paid_days": paid_days, "services": services, "hcs03": hcs03_extra, "truth": truth,
+        "saf": saf_extra, "saf03_weights": saf03_weights, "hcs01_baselines": hcs01_baselines,
+        "hcs01": hcs01_extra, "paid_days": paid_days, "services": services, "hcs03": hcs03_extra,
+        "truth": truth,
     }
 
 
@@ -349,8 +391,8 @@ def test_kpi_values_match_the_landed_files(kpi, expected, published):
         f"{kpi}: rows only in kpi_values {sorted(set(got) - set(want))[:5]}, "
         f"only expected {sorted(set(want) - set(got))[:5]}")
     counts_people = CATALOGUE[kpi]["counts_people"] == "true"
-    for key, (numerator, denominator, actual, disclosure) in want.items():
-        row = got[key]
+    for key, exp in want.items():
+        row, disclosure = got[key], exp["disclosure"]
         if row["suppressed"]:
             assert counts_people, f"{kpi} {key}: a KPI that counts no people is never suppressed"
             assert (1 <= disclosure < MIN_CELL
@@ -359,24 +401,26 @@ def test_kpi_values_match_the_landed_files(kpi, expected, published):
             continue
         if counts_people:
             assert not (1 <= disclosure < MIN_CELL), f"{kpi} {key}: small cell {disclosure} published"
-        assert row["actual"] == pytest.approx(actual, rel=1e-9), (kpi, key)
-        if numerator is None:
-            assert row["numerator"] is None, (kpi, key)
-        else:
-            assert row["numerator"] == pytest.approx(numerator, rel=1e-9), (kpi, key)
-        if denominator is None:
-            assert row["denominator"] is None, (kpi, key)
-        else:
-            assert row["denominator"] == pytest.approx(denominator, rel=1e-9), (kpi, key)
+        assert row["actual"] == pytest.approx(exp["actual"], rel=1e-9), (kpi, key)
+        for column in ("numerator", "denominator"):
+            if exp[column] is None:
+                assert row[column] is None, (kpi, key, column)
+            else:
+                assert row[column] == pytest.approx(exp[column], rel=1e-9), (kpi, key, column)
 
 
 def test_complete_months_and_places(expected, published):
     """Counts are zero-filled for every region plus KZ; SAF-03 only where cameras were active;
-    HCS-02 only for the pilot town; HCS-03 in every region (requests everywhere)."""
+    HCS-02 only for the pilot town; HCS-03 in every region (requests everywhere). The rolling
+    KPIs have a row from their feed's 12th complete month (the world's accident register and
+    Open311 requests start a year before the other feeds: 2023-01 .. 2025-02, windows ending
+    2023-12 .. 2025-02), the monthly ones from the first."""
     saf01 = published["SAF-01"]
-    months = {m for _, m in saf01}
-    assert len(months) >= 12  # 2024-01 .. 2025-02 at least, minus nothing
+    months = sorted({m for _, m in saf01})
+    assert months == sorted(_windows(expected["saf"]["months"]))
+    assert len(months) >= 15 and months[0] == date(2023, 12, 1)
     assert {p for p, _ in saf01} == set(CODE_OF_PREFIX.values()) | {"KZ"}
+    assert sorted({m for _, m in published["HCS-03"]}) == sorted(_windows(expected["hcs03"]["months"]))
     assert {p for p, _ in published["HCS-02"]} == {t["kato_code"] for t in TOWNS if t["name_en"] == "Aqkol"}
     assert {p for p, _ in published["SAF-03"]} <= {"KZ", "710000000", "750000000", "790000000", "110000000"}
     # the nearest administrative centre puts each request in the region whose desk issued it
@@ -386,6 +430,8 @@ def test_complete_months_and_places(expected, published):
 
 
 def test_baselines_are_the_same_place_a_year_earlier(published, expected):
+    """The baseline is the row of the same place 12 months earlier: for a rolling 12-month KPI the
+    12 months before its window."""
     for kpi in ("SAF-01", "SAF-02", "SAF-03", "HCS-02", "HCS-03"):
         rows = published[kpi]
         checked = 0
@@ -396,69 +442,69 @@ def test_baselines_are_the_same_place_a_year_earlier(published, expected):
             else:
                 assert row["baseline"] == pytest.approx(before["actual"], rel=1e-9), (kpi, place, month)
                 checked += 1
-        if kpi in ("SAF-01", "HCS-02", "HCS-03"):
+        if kpi in ("SAF-01", "SAF-02", "HCS-02", "HCS-03"):
             assert checked > 0, f"{kpi}: no row with a baseline in the world"
     # HCS-01: the model's own baseline (pre-retrofit kWh at this month's lamp burning hours)
     for key, row in published["HCS-01"].items():
         assert row["baseline"] == pytest.approx(expected["hcs01_baselines"][key], rel=1e-9)
 
 
-def _status(kpi: str, row: dict) -> str | None:
-    """The catalogue's status_rule, written out per KPI of these areas."""
-    if row["suppressed"]:
-        return None
-    actual, baseline = row["actual"], row["baseline"]
-    if kpi == "SAF-03":
-        return "monitoring"
-    if kpi in ("SAF-01", "HCS-01"):
-        target = float(CATALOGUE[kpi]["target"])
-        if baseline is None or baseline == 0:
-            return "no-baseline"
-        change = round(actual / baseline - 1, 9)
-        return "on-track" if change <= target else "at-risk" if change < 0 else "off-track"
-    if kpi in ("SAF-02", "HCS-03"):  # lower is better, no target
-        if baseline is None:
-            return "no-baseline"
-        if actual < baseline or (actual == 0 and baseline == 0):
-            return "on-track"
-        return "at-risk" if actual == baseline else "off-track"
-    if kpi == "HCS-02":  # level target, higher is better
-        target = float(CATALOGUE[kpi]["target"])
-        if round(actual, 9) >= target:
-            return "on-track"
-        if baseline is None:
-            return "no-baseline"
-        return "at-risk" if actual > baseline else "off-track"
-    raise AssertionError(kpi)
-
-
 @pytest.mark.parametrize("kpi", KPIS)
-def test_status_follows_the_catalogue_rule(kpi, published):
+def test_status_follows_the_evidence_rule(kpi, published):
+    """The status is the design's evidence rule (test_kpi_intervals.evidence_status) applied to
+    the row's own 95% intervals, which test_kpi_intervals recomputes from the landed files."""
+    statuses = set()
     for key, row in published[kpi].items():
-        assert row["status"] == _status(kpi, row), (kpi, key, row["actual"], row["baseline"])
+        assert row["status"] == evidence_status(CATALOGUE[kpi], row), (kpi, key, row)
+        statuses.add(row["status"])
+    if kpi == "SAF-03":
+        assert statuses - {None} == {"monitoring"}
 
 
 # --- planted effects -------------------------------------------------------------------------------
 
 
+def _accident_intensity(day: date, effects: dict, astana: bool) -> float:
+    """The planted relative accident rate of a day: weekday x winter x (in Astana from the
+    rollout) the Sergek multiplier."""
+    f = effects["weekday_factors_mon_to_sun"][day.weekday()]
+    if day.month in effects["winter"]["months"]:
+        f *= 1 + effects["winter"]["relative_change"]
+    if astana and day >= date.fromisoformat(effects["sergek_astana"]["rollout_date"]):
+        f *= effects["sergek_astana"]["rate_multiplier"]
+    return f
+
+
 def test_saf_01_astana_falls_after_the_sergek_rollout(published, expected):
-    """Astana's accidents from the rollout vs before, relative to the rest of the country (which
-    takes out the seasons: the world has only Jan-Feb 2025 after the rollout). Counts are Poisson:
-    the log of the ratio of ratios has SE sqrt(sum 1/count) (~0.08 here: ~200 Astana accidents
-    after the rollout); 4 SE. The dev warehouse (Oct 2024 - Oct 2025) measured -15.5% +- 6.1%."""
-    truth = expected["truth"]["safety/road_accidents"]["effects"]["sergek_astana"]
-    rollout = date.fromisoformat(truth["rollout_date"])
+    """Each rolling window with a baseline: Astana's accidents in the window vs in the 12 months
+    before, relative to the rest of the country's (which takes out the seasons and the national
+    level), against the planted ratio: the window's sum of Astana's daily rate (x 0.84 from the
+    rollout, 2025-01-01) over the sum of the rate without the rollout, at the same weekday and
+    winter factors. Counts are Poisson: the log of the ratio of ratios has SE sqrt(sum 1/count)
+    (~0.04: ~1,400 Astana accidents a window); 4 SE. The world's latest window (Mar 2024 -
+    Feb 2025) has only 2 months after the rollout (planted: -2.7%), so this checks windows and
+    baselines against the planted rates more than it finds the fall; the default world of
+    `make run` (2024-2025) has its latest window wholly after the rollout (planted -16%)."""
+    effects = expected["truth"]["safety/road_accidents"]["effects"]
     rows = published["SAF-01"]
-    sums = defaultdict(float)
+    astana = CODE_OF_PREFIX[effects["sergek_astana"]["kato_prefix"]]
+    checked = 0
     for (place, month), row in rows.items():
-        if place == "KZ" or row["numerator"] is None:
+        if place != astana or row["baseline"] is None:
             continue
-        after = month >= rollout
-        sums[("astana" if place == "710000000" else "rest", after)] += row["numerator"]
-    assert sums[("astana", True)] > 0 and sums[("astana", False)] > 0
-    ratio = (sums[("astana", True)] / sums[("rest", True)]) / (sums[("astana", False)] / sums[("rest", False)])
-    se = math.sqrt(sum(1 / v for v in sums.values()))
-    assert abs(math.log(ratio) - math.log(1 + truth["relative_change"])) < 4 * se, (ratio, se)
+        before = _add_months(month, -12)
+        a1, a0 = row["numerator"], rows[(astana, before)]["numerator"]
+        r1 = rows[("KZ", month)]["numerator"] - a1
+        r0 = rows[("KZ", before)]["numerator"] - a0
+        days = [d for d in (_add_months(month, -11) + timedelta(days=k) for k in range(366))
+                if d <= _last_day(month)]
+        planted = (sum(_accident_intensity(d, effects, True) for d in days)
+                   / sum(_accident_intensity(d, effects, False) for d in days))
+        observed = (a1 / r1) / (a0 / r0)
+        se = math.sqrt(1 / a1 + 1 / a0 + 1 / r1 + 1 / r0)
+        assert abs(math.log(observed) - math.log(planted)) < 4 * se, (month, observed, planted, se)
+        checked += 1
+    assert checked >= 3
 
 
 def test_saf_03_violations_per_active_camera_day(published, expected):
@@ -535,17 +581,21 @@ def _mixture(x: float, weights: dict, spec: dict) -> tuple[float, float]:
 
 
 def test_hcs_03_medians_follow_the_services_close_times(published, expected):
-    """The country's monthly median against the median of the planted per-service lognormals
-    mixed by the month's closed requests per service. SE of a sample median: 1 / (2 f(m) sqrt(n))
-    with f the mixture density at the median; 4 SE. The first month is left out: requests
+    """The country's median over each rolling 12-month window against the median of the planted
+    per-service lognormals mixed by the window's closed requests per service. SE of a sample
+    median: 1 / (2 f(m) sqrt(n)) with f the mixture density at the median (n ~ 14,000 a window:
+    SE ~ 0.3 hours); 4 SE. The window holding the feed's first month is left out: requests
     closed in it cannot be older than the world's first day, so its long closes are missing."""
     spec = expected["truth"]["housing/open311_requests"]["effects"]["time_to_close"]["by_service"]
     first = min(expected["hcs03"]["months"])
     checked = 0
     for (place, month), row in published["HCS-03"].items():
-        if place != "KZ" or month == first or row["suppressed"]:
+        if place != "KZ" or first in _window(month) or row["suppressed"]:
             continue
-        weights = expected["services"][month]
+        weights = defaultdict(int)
+        for m in _window(month):
+            for code, n in expected["services"][m].items():
+                weights[code] += n
         lo, hi = 0.25, 720.0
         for _ in range(100):
             mid = math.sqrt(lo * hi)
