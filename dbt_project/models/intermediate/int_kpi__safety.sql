@@ -2,8 +2,9 @@
 --   SAF-01 road accidents and SAF-02 road deaths per 100,000 population in ROLLING 12 MONTHS
 --   (catalogue window_months = 12): the row of month M counts the 12 complete months M-11 .. M,
 --   for every region and city (zero-filled) and for the country; no row until 12 months are
---   complete. A city has about 100 accidents a month: one month's change moves by +-10% by
---   chance alone, a year's by about +-4%. Population: reference.regions times the world's scale
+--   complete. A city has about 100 accidents a month: one month against the same month a year
+--   earlier is consistent with -24% .. +32% by chance alone, 12 months against 12 with -8% .. +8%.
+--   Population: reference.regions times the world's scale
 --   of the accident register (1 for a real warehouse; macro world_scale);
 --   SAF-03 Sergek violations per active camera per day: violation events detected in the month
 --   (by local day of detected_at) over camera-days, the sum over the month's days of the
